@@ -1,0 +1,3 @@
+from cmsd_cli.app import main
+
+main()
