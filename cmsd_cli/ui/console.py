@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 from rich.console import Console
 
@@ -50,3 +52,25 @@ def detach_log_handler(handler: ConsoleLogHandler) -> None:
     logger.removeHandler(handler)
     if not logger.handlers:
         logger.propagate = True
+
+
+@contextlib.contextmanager
+def library_progress_bars_disabled() -> Iterator[None]:
+    """Turn off the tqdm bars of transformers and huggingface_hub for the block, then restore them.
+
+    Those bars would break a live view and put non-warning text on a stderr that is not a terminal.
+    """
+    import huggingface_hub.utils as hub_utils
+    from transformers.utils import logging as transformers_logging
+
+    transformers_enabled = transformers_logging.is_progress_bar_enabled()
+    hub_disabled = hub_utils.are_progress_bars_disabled()
+    transformers_logging.disable_progress_bar()
+    hub_utils.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if transformers_enabled:
+            transformers_logging.enable_progress_bar()
+        if not hub_disabled:
+            hub_utils.enable_progress_bars()

@@ -31,6 +31,16 @@ TARGET_STYLE = "bold cyan"
 _WHITESPACE_MARKS = str.maketrans({" ": "·", "\n": "↵", "\t": "⇥", "\r": "↵"})
 
 
+# Short labels for `IterationRecord.draft_stop`, so the column stays narrow.
+_STOP_LABELS = {
+    "budget": "budget",
+    "low_confidence": "low conf",
+    "eos": "eos",
+    "token_budget": "max tokens",
+    "none": "-",
+}
+
+
 def visible_token(text: str) -> str:
     """Return a token's text with its whitespace made visible."""
     return text.translate(_WHITESPACE_MARKS) if text else "∅"
@@ -147,14 +157,11 @@ class LiveView:
             self._line_tokens = tokens
             self._line_output = output
 
-    def finish_line(
-        self, stats: Optional[dict], *, empty: bool = False, skipped: bool = False, truncated: bool = False
-    ) -> None:
+    def finish_line(self, stats: Optional[dict], *, empty: bool = False, truncated: bool = False) -> None:
         """Count a finished line: `stats` of its generation, or None when no model call was made."""
         with self._lock:
             self.totals.lines += 1
             self.totals.empty_lines += int(empty)
-            self.totals.skipped_lines += int(skipped)
             self.totals.truncated_lines += int(truncated)
             if stats is not None:
                 self.totals.add(stats)
@@ -176,14 +183,15 @@ class LiveView:
         return [heading, self._iteration_table(), output, self._stats_line(), self._legend()]
 
     def _iteration_table(self) -> Table:
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, expand=False)
-        table.add_column("iter", justify="right")
-        table.add_column("budget", justify="right")
-        table.add_column("drafted", justify="right")
-        table.add_column("accepted", justify="right")
-        table.add_column("draft tokens, entropy H, margin m", no_wrap=True, overflow="ellipsis")
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, expand=False, collapse_padding=True)
+        # Counts keep their width; the token column gives way on a narrow terminal.
+        table.add_column("iter", justify="right", no_wrap=True)
+        table.add_column("budget", justify="right", no_wrap=True)
+        table.add_column("drafted", justify="right", no_wrap=True)
+        table.add_column("acc", justify="right", no_wrap=True)
+        table.add_column("draft tokens / entropy H / margin m", overflow="ellipsis")
         table.add_column("target", no_wrap=True)
-        table.add_column("stop")
+        table.add_column("stop", no_wrap=True)
         for view in self._iterations:
             table.add_row(
                 str(view.number),
@@ -192,7 +200,7 @@ class LiveView:
                 str(view.accepted),
                 self._draft_grid(view),
                 Text(" ".join(view.target_tokens), style=TARGET_STYLE),
-                view.draft_stop,
+                _STOP_LABELS.get(view.draft_stop, view.draft_stop),
             )
         return table
 
@@ -228,22 +236,22 @@ class LiveView:
         return Text.assemble(
             ("This line: ", "bold"),
             f"acceptance {acceptance:.0%} · mean accepted {mean_accepted:.2f} per iteration · "
-            f"{speed:.1f} tokens/s · {self._line_iterations} target calls",
-            ("   Run: ", "bold"),
+            f"{speed:.1f} tokens/s · {self._line_iterations} target calls\n",
+            ("All lines: ", "bold"),
             f"{self.totals.new_tokens} tokens · acceptance {self.totals.acceptance_rate:.0%} · "
-            f"{self.totals.tokens_per_second:.1f} tokens/s",
+            f"mean accepted {self.totals.mean_accepted:.2f} · {self.totals.tokens_per_second:.1f} tokens/s",
         )
 
     @staticmethod
     def _legend() -> Text:
         return Text.assemble(
             ("accepted", ACCEPTED_STYLE),
-            "  ",
-            ("accepted by relaxed verification", RELAXED_STYLE),
-            "  ",
+            " · ",
+            ("relaxed accept", RELAXED_STYLE),
+            " · ",
             ("rejected", REJECTED_STYLE),
-            "  ",
-            ("target's own token", TARGET_STYLE),
-            "  · is a space, ↵ a newline",
+            " · ",
+            ("target token", TARGET_STYLE),
+            " · '·' is a space, '↵' a newline",
             style="dim",
         )

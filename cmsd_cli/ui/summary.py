@@ -13,7 +13,6 @@ class RunTotals:
 
     lines: int = 0
     empty_lines: int = 0
-    skipped_lines: int = 0
     truncated_lines: int = 0
     generations: int = 0
     new_tokens: int = 0
@@ -66,8 +65,6 @@ def summary_table(totals: RunTotals, *, title: str = "Summary") -> Table:
     line_note = []
     if totals.empty_lines:
         line_note.append(f"{totals.empty_lines} empty")
-    if totals.skipped_lines:
-        line_note.append(f"{totals.skipped_lines} skipped")
     if totals.truncated_lines:
         line_note.append(f"{totals.truncated_lines} truncated")
     lines = f"{totals.lines}" + (f" ({', '.join(line_note)})" if line_note else "")
