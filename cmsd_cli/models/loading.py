@@ -125,7 +125,7 @@ def load_pair(
         tokenizer=tokenizer,
         target_name=loaded_target.name,
         draft_name=draft_name,
-        family=family or detect_family(config, tokenizer, target_text),
+        family=family or detect_family(config, tokenizer, loaded_target.name),
         is_encoder_decoder=bool(getattr(config, "is_encoder_decoder", False)),
         device=loaded_target.model.get_input_embeddings().weight.device,
         dtype=resolved_dtype,
@@ -211,7 +211,7 @@ def _load_model(spec: ModelSpec, role: str, device: torch.device, dtype: torch.d
         else:
             raise ModelLoadError(f"{spec.text!r} cannot be loaded as the {role} model.")
         model, tokenizer = _load_folder(str(folder), role, device, dtype, allow_spread)
-        name = spec.text if spec.kind != "local" else Path(spec.value).name
+        name = Path(spec.value).name if spec.kind in ("local", "gguf") else spec.text
 
     logger.info("Loaded the %s model %s in %.1f s.", role, name, time.perf_counter() - started)
     return _Loaded(model=model, tokenizer=tokenizer, name=name, spec=spec)

@@ -1,0 +1,51 @@
+"""`cmsd models`: the preset table and offline availability, without loading any weights."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from cmsd_cli.app import app
+from cmsd_cli.models import PRESETS, packaged
+
+
+def run_models(monkeypatch, columns: int = 200):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    return CliRunner().invoke(app, ["models"])
+
+
+def test_models_lists_every_preset_with_tasks(monkeypatch):
+    import cmsd_cli.models.presets as presets
+
+    monkeypatch.setattr(presets, "hub_cached", lambda repo_id: False)
+
+    result = run_models(monkeypatch)
+
+    assert result.exit_code == 0, result.output
+    for name in PRESETS:
+        assert name in result.output
+    assert "offline (default)" in result.output
+    assert "summarize" in result.output
+    assert "translate" in result.output
+    assert "not in the hub cache" in result.output
+
+
+def test_models_offline_follows_package_and_hub_cache(monkeypatch):
+    import cmsd_cli.models.presets as presets
+
+    monkeypatch.setattr(presets, "hub_cached", lambda repo_id: repo_id.startswith("google-t5/"))
+    monkeypatch.setattr(packaged, "is_installed", lambda model: False)
+
+    available = {name: presets.preset_availability(preset) for name, preset in PRESETS.items()}
+
+    assert available["t5"] == (True, "in the hub cache")
+    assert available["flan-t5"] == (False, "not in the hub cache")
+    assert available["offline"][0] is False
+    assert "pip install 'cmsd-cli[offline]'" in available["offline"][1]
+
+
+def test_models_hides_descriptions_when_narrow(monkeypatch):
+    wide = run_models(monkeypatch, columns=200)
+    narrow = run_models(monkeypatch, columns=80)
+
+    assert "Description" in wide.output
+    assert "Description" not in narrow.output
