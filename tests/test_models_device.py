@@ -89,7 +89,7 @@ def fake_gpus(monkeypatch, count: int, free_bytes: int) -> None:
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda index=0: (free_bytes, free_bytes))
 
 
-def test_target_spread_only_when_too_big_for_one_gpu(monkeypatch):
+def test_spread_over_gpus_only_when_needed(monkeypatch):
     config = tiny_models.llama().config
     weights = sum(parameter.numel() for parameter in tiny_models.llama().parameters()) * 4
     cuda = torch.device("cuda")

@@ -31,8 +31,10 @@ CHAT_TEMPLATE = (
 )
 
 assert len(SPECIAL_TOKENS) + len(WORDS) == VOCAB_SIZE, len(SPECIAL_TOKENS) + len(WORDS)
-assert SPECIAL_TOKENS.index("<pad>") == PAD_ID and SPECIAL_TOKENS.index("<s>") == BOS_ID
-assert SPECIAL_TOKENS.index("</s>") == EOS_ID and SPECIAL_TOKENS.index("<unk>") == UNK_ID
+assert SPECIAL_TOKENS.index("<pad>") == PAD_ID
+assert SPECIAL_TOKENS.index("<s>") == BOS_ID
+assert SPECIAL_TOKENS.index("</s>") == EOS_ID
+assert SPECIAL_TOKENS.index("<unk>") == UNK_ID
 
 
 def tiny_tokenizer(*, add_bos: bool = True, add_eos: bool = False, chat_template: str | None = None) -> PreTrainedTokenizerFast:
@@ -49,7 +51,12 @@ def tiny_tokenizer(*, add_bos: bool = True, add_eos: bool = False, chat_template
     )
     backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)
 
-    single = " ".join((["<s>"] if add_bos else []) + ["$A"] + (["</s>"] if add_eos else []))
+    template = ["$A"]
+    if add_bos:
+        template.insert(0, "<s>")
+    if add_eos:
+        template.append("</s>")
+    single = " ".join(template)
     backend.post_processor = processors.TemplateProcessing(
         single=single, special_tokens=[("<s>", BOS_ID), ("</s>", EOS_ID)]
     )

@@ -35,7 +35,7 @@ _HASH_BLOCK = 8 * 1024 * 1024
 
 
 def cache_root() -> Path:
-    """The cmsd cache folder: $CMSD_CACHE, else $XDG_CACHE_HOME/cmsd, else ~/.cache/cmsd."""
+    """Return the cmsd cache folder: $CMSD_CACHE, else $XDG_CACHE_HOME/cmsd, else ~/.cache/cmsd."""
     override = os.environ.get(CACHE_ENV)
     if override:
         return Path(override).expanduser()

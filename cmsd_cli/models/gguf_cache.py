@@ -37,8 +37,8 @@ def gguf_fingerprint(path: Path) -> str:
     still hits the cache.
 
     NOTE: two files of the same size that differ only outside the sampled blocks get the same key. A
-    re-quantised or fine-tuned model changes bytes everywhere, so this needs a deliberate edit; hashing
-    the whole file would close the gap at about 0.6 s per GB on every load.
+    re-quantised or fine-tuned model changes bytes everywhere, so a collision needs a deliberate edit.
+    Hashing the whole file would close the gap at about 0.6 s per GB on every load.
     """
     size = path.stat().st_size
     digest = hashlib.sha256(f"gguf-v{CONVERSION_VERSION}:{size}:".encode())
@@ -82,8 +82,8 @@ def convert_gguf(path: Path, out_dir: Path) -> None:
     model_class = model_class_for(config)
     model = model_class.from_pretrained(folder, gguf_file=name, config=config, dtype=torch.float32)
 
-    # transformers marks a model loaded from GGUF as quantized and refuses to save it, although the
-    # weights are plain dequantised tensors by now; dropping the marker makes it an ordinary model.
+    # transformers marks a model loaded from GGUF as quantized and rejects saving it, although the
+    # weights are plain dequantised tensors by now. Dropping the marker makes it an ordinary model.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -92,7 +92,7 @@ def convert_gguf(path: Path, out_dir: Path) -> None:
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     except (ValueError, KeyError, OSError) as error:
-        raise ModelLoadError(f"The GGUF file {path} holds no tokenizer transformers can read ({error}); pass a model folder with its tokenizer instead.") from error
+        raise ModelLoadError(f"The GGUF file {path} contains no tokenizer that transformers can read ({error}); pass a model folder with its tokenizer instead.") from error
     tokenizer.save_pretrained(out_dir)
 
     logger.info("Converted %s in %.1f s.", path.name, time.perf_counter() - started)

@@ -2,7 +2,7 @@
 
 With no network, `from_pretrained("org/name")` retries for about 25 seconds before it raises (measured
 with transformers 5.25 and huggingface_hub 2.4). So a hub id is first tried from the local hub cache
-only; when that misses, one TCP connection to the hub endpoint (3 s timeout) decides whether a download
+only. When that misses, one TCP connection to the hub endpoint (3 s timeout) decides whether a download
 is worth trying. The environment is never changed: HF_HUB_OFFLINE is read, not set.
 """
 
@@ -36,7 +36,7 @@ def offline_alternatives() -> str:
 
 
 def hub_cached(repo_id: str) -> bool:
-    """Whether the local hub cache holds the config and weights of `repo_id` (no network access)."""
+    """Return whether the local hub cache contains the config and weights of `repo_id` (no network access)."""
     from huggingface_hub import try_to_load_from_cache
 
     def cached(filename: str) -> bool:
@@ -49,9 +49,9 @@ def hub_cached(repo_id: str) -> bool:
 
 
 def hub_reachable(timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:
-    """Whether a TCP connection to the hub endpoint opens within `timeout` seconds.
+    """Return whether a TCP connection to the hub endpoint opens within `timeout` seconds.
 
-    Behind a proxy the direct connection says nothing, so the answer is True and huggingface_hub decides.
+    Behind a proxy a direct connection proves nothing, so the result is True and huggingface_hub decides.
     """
     from huggingface_hub import constants
 

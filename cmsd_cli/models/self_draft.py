@@ -1,10 +1,10 @@
 """Self-drafts: a cheaper copy of the target model used as its own draft, so no second model is needed.
 
 `self-int8` quantises every Linear layer of a copy of the target to int8 with dynamic activation
-quantisation (`torch.ao.quantization.quantize_dynamic`). The output projection (LM head) of small models
-is usually tied to the input embedding, so it is an embedding lookup table rather than a Linear layer
-of its own; the copy gets an untied Linear head holding the same weights, so the largest matrix
-multiplication of a small-vocabulary-heavy model such as Gemma 3 270M is quantised too.
+quantisation (`torch.ao.quantization.quantize_dynamic`). Small models usually tie the output projection
+(LM head) to the input embedding table, which quantize_dynamic does not convert. So the copy gets an
+untied Linear head with the same weights, and the largest matrix multiplication of a model with a big
+vocabulary, such as Gemma 3 270M, is quantised too.
 
 Dynamic int8 kernels exist for the CPU only (fbgemm on x86, qnnpack on ARM), so a self-int8 draft is
 rejected on CUDA and MPS; there, pass a smaller model of the same family as the draft.

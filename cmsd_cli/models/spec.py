@@ -34,9 +34,9 @@ class ModelSpec:
 def parse_spec(text: str, *, role: str = "target") -> ModelSpec:
     """Sort a --target or --draft value into a ModelSpec; raise ModelLoadError for a path that does not exist.
 
-    An existing path wins over a hub id of the same spelling. A value that looks like a path (starts
-    with /, ./, ../ or ~, has more than one slash, or ends in .gguf) but does not exist is an error
-    rather than a hub lookup, because a hub lookup would only fail later and more slowly.
+    An existing path wins over a hub id of the same spelling. A value that looks like a path but does
+    not exist is an error, because a hub lookup would only fail later and more slowly. Such a value
+    starts with /, ./, ../ or ~, has more than one slash, or ends in .gguf.
     """
     value = text.strip()
     if not value:

@@ -51,5 +51,5 @@ def language_name(code: str) -> str:
 
 
 def example_sentence(code: str) -> str:
-    """The parallel example sentence in the language of `code`."""
+    """Return the parallel example sentence in the language of `code`."""
     return _LANGUAGES[normalize_code(code)][1]

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 TASKS = ("translate", "summarize")
 
-# The language pairs the original T5 checkpoints were trained to translate (Flan-T5 knows more).
+# The language pairs the original T5 checkpoints were trained to translate (Flan-T5 covers more).
 _T5_TRANSLATION_PAIRS = {("en", "de"), ("en", "fr"), ("en", "ro")}
 
 
@@ -177,12 +177,12 @@ def _chat_template(task: str, tokenizer, src: str | None, tgt: str | None):
         messages = [{"role": "user", "content": f"{instruction}\n\n{source}"}]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    # The rendered template already holds BOS and the role markers.
+    # The rendered template already contains BOS and the role markers.
     return template, [], False
 
 
 def _base_template(task: str, src: str | None, tgt: str | None):
-    # Each field must stay on one line, because a newline ends the model's answer.
+    # Each field must stay on one line, because a newline ends the model's output.
     def one_line(source: str) -> str:
         return " ".join(source.split())
 
