@@ -221,6 +221,15 @@ def test_self_int8_through_load_pair(target_folder):
     assert pair.vocab_size == VOCAB_SIZE
 
 
+def test_self_int8_auto_device_is_cpu(monkeypatch, target_folder):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+
+    pair = load_pair(target=target_folder, draft="self-int8")
+
+    assert pair.device == torch.device("cpu")
+    assert pair.dtype == torch.float32
+
+
 def test_self_int8_rejected_off_cpu():
     with pytest.raises(ModelLoadError, match="self-int8 draft needs the CPU"):
         int8_self_draft(tiny_models.llama(), torch.device("cuda"))

@@ -20,8 +20,8 @@ from cmsd_cli.tasks.languages import example_sentence
 from tiny_models import BOS_ID, EOS_ID
 from tiny_tokenizer import CHAT_TEMPLATE, tiny_tokenizer
 
-EXAMPLE_EN = "The city council approved the new budget on Tuesday."
-EXAMPLE_DE = "Der Stadtrat hat am Dienstag den neuen Haushalt genehmigt."
+EXAMPLE_EN = "The children played in the garden until it got dark."
+EXAMPLE_DE = "Die Kinder spielten im Garten, bis es dunkel wurde."
 REQUIRED_CODES = ("en", "de", "fr", "ro", "es", "it", "pt", "nl", "cs", "ru", "zh", "ja")
 
 
@@ -142,8 +142,8 @@ def test_base_translation_one_shot():
 
 
 def test_base_translation_reverse_direction():
-    prompt = build_prompt("translate", fake_pair("base"), "der Stadtrat", src="de", tgt="en")
-    assert prompt.text == f"German: {EXAMPLE_DE}\nEnglish: {EXAMPLE_EN}\nGerman: der Stadtrat\nEnglish:"
+    prompt = build_prompt("translate", fake_pair("base"), "der Garten", src="de", tgt="en")
+    assert prompt.text == f"German: {EXAMPLE_DE}\nEnglish: {EXAMPLE_EN}\nGerman: der Garten\nEnglish:"
 
 
 def test_base_source_kept_on_one_line():

@@ -74,7 +74,8 @@ def load_pair(
     target, draft: model specs (hub id, model folder, .gguf file, package:<name>; drafts also take
         "self-int8" and "none"). An explicit target or draft replaces the preset's. With a target but no
         preset and no draft, decoding is target-only.
-    device: auto | cpu | cuda | cuda:N | mps. dtype: auto | float32 | bfloat16 | float16.
+    device: auto | cpu | cuda | cuda:N | mps. "auto" is the CPU when the draft is self-int8 (the default
+        offline preset), whose int8 kernels exist for the CPU only. dtype: auto | float32 | bfloat16 | float16.
     family: overrides the prompt family ("t5", "bart", "chat", "base") that is otherwise taken from the
         preset or detected from the model.
 
@@ -96,11 +97,16 @@ def load_pair(
     if family is not None and family not in FAMILIES:
         raise ModelLoadError(f"Unknown model family {family!r}; use one of {', '.join(FAMILIES)}.")
 
-    resolved_device = resolve_device(device)
-    resolved_dtype = resolve_dtype(dtype, resolved_device)
-
     target_spec = parse_spec(target_text, role="target")
     draft_spec = parse_spec(draft_text, role="draft") if draft_text is not None else None
+
+    # A self-int8 draft runs on the CPU only, so "auto" picks the CPU for such a pair, GPU or not.
+    if device == "auto" and draft_spec is not None and draft_spec.kind == "self":
+        if resolve_device("auto").type != "cpu":
+            logger.info("Using the CPU, because the %s draft runs only there; pass --device to override.", draft_spec.value)
+        device = "cpu"
+    resolved_device = resolve_device(device)
+    resolved_dtype = resolve_dtype(dtype, resolved_device)
 
     loaded_target = _load_model(target_spec, "target", resolved_device, resolved_dtype, allow_spread=True)
     if loaded_target.tokenizer is None:

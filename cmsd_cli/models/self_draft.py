@@ -6,8 +6,9 @@ quantisation (`torch.ao.quantization.quantize_dynamic`). Small models usually ti
 untied Linear head with the same weights, and the largest matrix multiplication of a model with a big
 vocabulary, such as Gemma 3 270M, is quantised too.
 
-Dynamic int8 kernels exist for the CPU only (fbgemm on x86, qnnpack on ARM), so a self-int8 draft is
-rejected on CUDA and MPS; there, pass a smaller model of the same family as the draft.
+Dynamic int8 kernels exist for the CPU only (fbgemm on x86, qnnpack on ARM). So with device "auto",
+load_pair puts a pair with a self-int8 draft on the CPU, and an explicit CUDA or MPS device is rejected
+with a message to pass a smaller model of the same family as the draft instead.
 """
 
 from __future__ import annotations

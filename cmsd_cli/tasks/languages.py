@@ -11,26 +11,28 @@ class UnknownLanguageError(ValueError):
     """A language code cmsd has no name and example sentence for; the message lists the known codes."""
 
 
-# code -> (English name, "The city council approved the new budget on Tuesday." in that language)
+# code -> (English name, "The children played in the garden until it got dark." in that language).
+# A sentence far from news keeps small base models from copying the example into their translation:
+# with a news example about a council budget, Gemma 3 270M base repeated it for 4 of 6 news sentences.
 _LANGUAGES: dict[str, tuple[str, str]] = {
-    "en": ("English", "The city council approved the new budget on Tuesday."),
-    "de": ("German", "Der Stadtrat hat am Dienstag den neuen Haushalt genehmigt."),
-    "fr": ("French", "Le conseil municipal a approuvé le nouveau budget mardi."),
-    "ro": ("Romanian", "Consiliul local a aprobat noul buget marți."),
-    "es": ("Spanish", "El ayuntamiento aprobó el nuevo presupuesto el martes."),
-    "it": ("Italian", "Il consiglio comunale ha approvato il nuovo bilancio martedì."),
-    "pt": ("Portuguese", "A câmara municipal aprovou o novo orçamento na terça-feira."),
-    "nl": ("Dutch", "De gemeenteraad heeft dinsdag de nieuwe begroting goedgekeurd."),
-    "cs": ("Czech", "Zastupitelstvo města v úterý schválilo nový rozpočet."),
-    "pl": ("Polish", "Rada miejska zatwierdziła we wtorek nowy budżet."),
-    "ru": ("Russian", "Городской совет во вторник утвердил новый бюджет."),
-    "uk": ("Ukrainian", "Міська рада у вівторок затвердила новий бюджет."),
-    "sv": ("Swedish", "Kommunfullmäktige godkände den nya budgeten på tisdagen."),
-    "fi": ("Finnish", "Kaupunginvaltuusto hyväksyi uuden talousarvion tiistaina."),
-    "tr": ("Turkish", "Belediye meclisi salı günü yeni bütçeyi onayladı."),
-    "zh": ("Chinese", "市议会周二批准了新预算。"),
-    "ja": ("Japanese", "市議会は火曜日に新しい予算を承認した。"),
-    "ko": ("Korean", "시의회는 화요일에 새 예산을 승인했다."),
+    "en": ("English", "The children played in the garden until it got dark."),
+    "de": ("German", "Die Kinder spielten im Garten, bis es dunkel wurde."),
+    "fr": ("French", "Les enfants ont joué dans le jardin jusqu'à ce qu'il fasse nuit."),
+    "ro": ("Romanian", "Copiii s-au jucat în grădină până s-a întunecat."),
+    "es": ("Spanish", "Los niños jugaron en el jardín hasta que oscureció."),
+    "it": ("Italian", "I bambini hanno giocato in giardino finché non è diventato buio."),
+    "pt": ("Portuguese", "As crianças brincaram no jardim até escurecer."),
+    "nl": ("Dutch", "De kinderen speelden in de tuin tot het donker werd."),
+    "cs": ("Czech", "Děti si hrály na zahradě, dokud se nesetmělo."),
+    "pl": ("Polish", "Dzieci bawiły się w ogrodzie, dopóki się nie ściemniło."),
+    "ru": ("Russian", "Дети играли в саду, пока не стемнело."),
+    "uk": ("Ukrainian", "Діти гралися в саду, доки не стемніло."),
+    "sv": ("Swedish", "Barnen lekte i trädgården tills det blev mörkt."),
+    "fi": ("Finnish", "Lapset leikkivät puutarhassa, kunnes tuli pimeää."),
+    "tr": ("Turkish", "Çocuklar hava kararana kadar bahçede oynadı."),
+    "zh": ("Chinese", "孩子们在花园里一直玩到天黑。"),
+    "ja": ("Japanese", "子どもたちは暗くなるまで庭で遊んだ。"),
+    "ko": ("Korean", "아이들은 어두워질 때까지 정원에서 놀았다."),
 }
 
 LANGUAGE_CODES = tuple(sorted(_LANGUAGES))
