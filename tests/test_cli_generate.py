@@ -170,6 +170,17 @@ def test_greedy_output_equals_target_only(tmp_path: Path, translate_args: list[s
     assert speculative.stdout == target_only.stdout
 
 
+def test_static_draft_length_reaches_engine(tmp_path: Path, translate_args: list[str]) -> None:
+    source = write_lines(tmp_path / "in.txt", ["The cat sat on the mat.", "Prices rose again."])
+
+    result = invoke(translate_args + ["--policy", "static", "--draft-length", "2", "--jsonl", source])
+
+    assert result.exit_code == 0, result.stderr
+    for record in jsonl_records(result.stdout):
+        assert record["drafted"] <= 2 * record["target_calls"]
+        assert record["drafted"] >= 1
+
+
 def test_stdin_and_dash_and_files(tmp_path: Path, translate_args: list[str]) -> None:
     first = write_lines(tmp_path / "a.txt", ["It rained all day."])
     second = write_lines(tmp_path / "b.txt", ["Prices rose again."])
@@ -249,6 +260,8 @@ def test_quiet_silences_the_long_line_warning(tmp_path: Path, translate_args: li
         (["--preset", "no-such-preset"], "Unknown preset 'no-such-preset'"),
         (["--policy", "static", "--k-min", "2"], "--k-min has no effect with --policy static"),
         (["--profile", "missing-profile.json"], "Profile file 'missing-profile.json' not found"),
+        (["--k-min", "4", "--k-max", "2"], "Invalid decoding options: k_max (2) must be at least k_min (4)."),
+        (["--draft-length", "3"], "--draft-length has no effect with --policy cmsd"),
     ],
 )
 def test_bad_option_is_one_line_exit_2(tmp_path: Path, translate_args: list[str], extra, message) -> None:
@@ -341,17 +354,17 @@ def test_closed_pipe_exits_quietly(tmp_path: Path, translate_args: list[str]) ->
     _, stderr = process.communicate(timeout=120)
 
     assert first_line.endswith(b"\n")
-    assert process.returncode == 141
+    assert process.returncode == 0
     assert b"Traceback" not in stderr
     assert b"Exception ignored" not in stderr
     assert stderr == b""
 
 
-def test_head_in_shell_pipeline(tmp_path: Path, translate_args: list[str]) -> None:
+def test_head_in_pipefail_pipeline(tmp_path: Path, translate_args: list[str]) -> None:
     source = write_lines(tmp_path / "in.txt", ["Hello there."] * 40)
     command = " ".join([sys.executable, "-m", "cmsd_cli", *translate_args, source, "| head -2"])
 
-    result = subprocess.run(["bash", "-c", command], capture_output=True, timeout=120)
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, timeout=120)
 
     assert result.returncode == 0
     assert len(result.stdout.splitlines()) == 2

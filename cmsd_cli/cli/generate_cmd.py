@@ -24,7 +24,9 @@ from cmsd_cli.ui.live import LiveView
 from cmsd_cli.ui.summary import summary_table
 
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what a shell reports for a program stopped by Ctrl-C
-BROKEN_PIPE_EXIT_CODE = 141  # 128 + SIGPIPE, what a shell reports for `cat` when `head` stops reading
+# A reader that stops early (`| head -3`) is not an error of this command, so a closed stdout exits
+# with 0; that keeps `set -o pipefail` scripts working, where 141 (128 + SIGPIPE) would fail them.
+BROKEN_PIPE_EXIT_CODE = 0
 
 FilesArgument = Annotated[
     Optional[list[str]],
@@ -132,8 +134,8 @@ def check_preset_task(models: ModelOptions, spec: TaskSpec) -> None:
 
 
 def check_policy_parameters(decoding: DecodingOptions) -> None:
-    """Reject a policy or verification option that the chosen policy or rule does not take."""
-    from cmsd_cli.policies import parameter_names
+    """Reject a policy or verification option that the chosen rule does not take, or a value it rejects."""
+    from cmsd_cli.policies import make_policy, make_verifier, parameter_names
 
     checks = (
         ("policy", decoding.policy, "--policy", decoding.policy_params()),
@@ -145,6 +147,12 @@ def check_policy_parameters(decoding: DecodingOptions) -> None:
             if param not in accepted:
                 option = "--" + param.replace("_", "-")
                 raise UserInputError(f"{option} has no effect with {flag} {name}, so remove it or choose another {flag}.")
+
+    try:
+        make_policy(decoding.policy, decoding.policy_params())
+        make_verifier(decoding.verify, decoding.verify_params())
+    except ValueError as error:
+        raise UserInputError(f"Invalid decoding options: {error}.") from error
 
 
 def _stdout_is_stderr_terminal() -> bool:

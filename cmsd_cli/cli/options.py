@@ -17,6 +17,7 @@ are passed to the engine, so the defaults in `cmsd_cli.policies` stay the only d
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from dataclasses import dataclass
@@ -98,7 +99,7 @@ class DecodingOptions:
 
     def policy_params(self) -> dict[str, Any]:
         """Policy parameters the user set on the command line."""
-        names = ("k_min", "k_max", "theta_draft", "confidence_weight")
+        names = ("draft_length", "k_min", "k_max", "theta_draft", "confidence_weight")
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
     def verify_params(self) -> dict[str, Any]:
@@ -131,8 +132,6 @@ class DecodingOptions:
             "top_p": self.top_p,
             "seed": self.seed,
         }
-        if self.draft_length is not None:
-            kwargs["draft_length"] = self.draft_length
         return kwargs
 
     def _load_profile(self, pair) -> dict[str, Any]:
@@ -147,6 +146,14 @@ class DecodingOptions:
             raise UserInputError(f"Profile file '{self.profile}' could not be used: {error}") from error
 
 
+def _default(name: str, parameter: str, *, kind: str = "policy") -> object:
+    """Return the default of one policy or verification parameter, for help text."""
+    from cmsd_cli.policies import POLICIES, VERIFIERS
+
+    registry = POLICIES if kind == "policy" else VERIFIERS
+    return next(field.default for field in dataclasses.fields(registry[name]) if field.name == parameter)
+
+
 def _model_parameters() -> list[inspect.Parameter]:
     def option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
         return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
@@ -158,8 +165,8 @@ def _model_parameters() -> list[inspect.Parameter]:
                 Optional[str],
                 typer.Option(
                     "--preset",
-                    help="Named target/draft pair, for example 'offline' (Gemma 3 270M, no network needed). "
-                    "Used when --target is not given; 'cmsd models' lists the presets.",
+                    help="Named target/draft pair; 'cmsd models' lists them. Without --preset and --target, "
+                    "'offline' is used: Gemma 3 270M from a PyPI package, no network needed.",
                     rich_help_panel=MODEL_PANEL,
                 ),
             ],
@@ -171,7 +178,8 @@ def _model_parameters() -> list[inspect.Parameter]:
                 Optional[str],
                 typer.Option(
                     "--target",
-                    help="Target model: a Hugging Face hub id, a local model folder or a .gguf file.",
+                    help="Target model: a Hugging Face hub id, a local model folder, a .gguf file or "
+                    "package:<pip name>. Replaces the preset's target.",
                     rich_help_panel=MODEL_PANEL,
                 ),
             ],
@@ -183,8 +191,8 @@ def _model_parameters() -> list[inspect.Parameter]:
                 Optional[str],
                 typer.Option(
                     "--draft",
-                    help="Draft model: a hub id, local folder or .gguf file that shares the target's tokenizer. "
-                    "Default: the preset's draft.",
+                    help="Draft model with the target's tokenizer: a hub id, local folder, .gguf file or package, "
+                    "'self-int8' (an int8 copy of the target) or 'none' (target only). Default: the preset's draft.",
                     rich_help_panel=MODEL_PANEL,
                 ),
             ],
@@ -253,21 +261,34 @@ def _decoding_parameters(max_new_tokens: int) -> list[inspect.Parameter]:
             "draft_length",
             Annotated[
                 Optional[int],
-                decoding("--draft-length", help="Draft tokens per iteration for the 'static' policy.", min=1),
+                decoding(
+                    "--draft-length",
+                    help="Draft tokens per iteration for the 'static' policy, and the starting length for "
+                    f"'heuristic'. Default: {_default('static', 'draft_length')}.",
+                    min=1,
+                ),
             ],
             None,
         ),
         option(
             "k_min",
             Annotated[
-                Optional[int], decoding("--k-min", help="Smallest draft budget of the 'cmsd' policy, in tokens.", min=1)
+                Optional[int], decoding(
+                    "--k-min",
+                    help=f"Smallest draft budget of the 'cmsd' policy, in tokens. Default: {_default('cmsd', 'k_min')}.",
+                    min=1,
+                )
             ],
             None,
         ),
         option(
             "k_max",
             Annotated[
-                Optional[int], decoding("--k-max", help="Largest draft budget of the 'cmsd' policy, in tokens.", min=1)
+                Optional[int], decoding(
+                    "--k-max",
+                    help=f"Largest draft budget of the 'cmsd' policy, in tokens. Default: {_default('cmsd', 'k_max')}.",
+                    min=1,
+                )
             ],
             None,
         ),
@@ -277,7 +298,8 @@ def _decoding_parameters(max_new_tokens: int) -> list[inspect.Parameter]:
                 Optional[float],
                 decoding(
                     "--theta-draft",
-                    help="Stop drafting after a token whose confidence is below this value (0 to 1).",
+                    help="Stop drafting after a token whose confidence is below this value (0 to 1). "
+                    f"Default: {_default('cmsd', 'theta_draft')}.",
                     min=0.0,
                     max=1.0,
                 ),
@@ -291,7 +313,7 @@ def _decoding_parameters(max_new_tokens: int) -> list[inspect.Parameter]:
                 decoding(
                     "--confidence-weight",
                     help="Weight w of (1 - normalised entropy) against the top-1/top-2 margin in the "
-                    "confidence, 0 to 1.",
+                    f"confidence, 0 to 1. Default: {_default('cmsd', 'confidence_weight')}.",
                     min=0.0,
                     max=1.0,
                 ),
@@ -303,8 +325,10 @@ def _decoding_parameters(max_new_tokens: int) -> list[inspect.Parameter]:
             Annotated[
                 Optional[int],
                 decoding(
-                    "--beta", help="Largest target rank a draft token may have and still be accepted "
-                    "('tolerant' and 'cmsd' verification).", min=1
+                    "--beta",
+                    help="Largest target rank a draft token may have and still be accepted ('tolerant' and "
+                    f"'cmsd' verification). Default: {_default('tolerant', 'beta', kind='verify')}.",
+                    min=1,
                 ),
             ],
             None,
@@ -316,7 +340,7 @@ def _decoding_parameters(max_new_tokens: int) -> list[inspect.Parameter]:
                 decoding(
                     "--tau",
                     help="Largest gap in target log-probability between the top token and an accepted draft "
-                    "token ('tolerant' and 'cmsd' verification).",
+                    f"token ('tolerant' and 'cmsd' verification). Default: {_default('tolerant', 'tau', kind='verify')}.",
                     min=0.0,
                 ),
             ],
