@@ -7,4 +7,6 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
 
-__all__ = ["__version__"]
+from cmsd_cli.engine import GenerationResult, IterationRecord, speculative_generate  # noqa: E402
+
+__all__ = ["GenerationResult", "IterationRecord", "speculative_generate", "__version__"]

@@ -86,3 +86,19 @@ def random_prompt(length: int, seed: int) -> torch.Tensor:
     """Token ids in [3, VOCAB_SIZE), so a prompt never contains BOS, EOS or padding by chance."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(3, VOCAB_SIZE, (1, length), generator=generator)
+
+
+def perturbed_copy(model: torch.nn.Module, noise: float, seed: int = 123) -> torch.nn.Module:
+    """A copy of `model` with Gaussian noise added to every weight.
+
+    Small noise gives a draft that agrees with the target most of the time but not always, which is
+    the realistic case: partial acceptance and rollback in most rounds.
+    """
+    import copy
+
+    clone = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in clone.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * noise * parameter.std().clamp_min(1e-3))
+    return clone.eval()
