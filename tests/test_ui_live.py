@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from types import SimpleNamespace
 
 import pytest
 from rich.console import Console
@@ -11,7 +12,7 @@ from rich.console import Console
 import tiny_models
 from cmsd_cli.engine import IterationRecord, speculative_generate
 from cmsd_cli.ui.live import ACCEPTED_STYLE, REJECTED_STYLE, RELAXED_STYLE, LiveView, visible_token
-from cmsd_cli.ui.progress import make_progress
+from cmsd_cli.ui.progress import ElapsedAndEtaColumn, make_progress
 from cmsd_cli.ui.summary import RunTotals, summary_table
 
 
@@ -209,3 +210,20 @@ def test_visible_token_marks_whitespace() -> None:
     assert visible_token(" Haus") == "·Haus"
     assert visible_token("\n") == "↵"
     assert visible_token("") == "∅"
+
+
+def test_eta_counts_down_within_an_item() -> None:
+    column = ElapsedAndEtaColumn()
+    task = SimpleNamespace(id=0, completed=0, total=4)
+
+    assert column._remaining(task, elapsed=5.0) is None
+
+    # The first item took 10 s, so three items are left at 10 s each.
+    task.completed = 1
+    assert column._remaining(task, elapsed=10.0) == pytest.approx(30.0)
+    assert column._remaining(task, elapsed=14.0) == pytest.approx(26.0)
+    assert column._remaining(task, elapsed=50.0) == 0.0
+
+    # The second item ended at 50 s: 25 s per item, two left.
+    task.completed = 2
+    assert column._remaining(task, elapsed=50.0) == pytest.approx(50.0)

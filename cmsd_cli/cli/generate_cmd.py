@@ -57,7 +57,8 @@ LiveOption = Annotated[
     Optional[bool],
     typer.Option(
         "--live/--no-live",
-        help="Show the live view of each draft-and-verify iteration on stderr. Default: on when stderr is a terminal.",
+        help="Show the live view of each draft-and-verify iteration on stderr. Default: on when stderr is a "
+        "terminal, unless the input is typed at the terminal.",
         show_default=False,
     ),
 ]
@@ -155,6 +156,13 @@ def check_policy_parameters(decoding: DecodingOptions) -> None:
         raise UserInputError(f"Invalid decoding options: {error}.") from error
 
 
+def _is_terminal(stream) -> bool:
+    try:
+        return os.isatty(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def _stdout_is_stderr_terminal() -> bool:
     """Tell whether stdout and stderr are the same terminal, where the live view redraws."""
     try:
@@ -170,6 +178,45 @@ def _description(spec: TaskSpec) -> str:
     return "Summarizing"
 
 
+def check_and_open_inputs(
+    spec: TaskSpec, files: Optional[list[str]], output: Optional[Path], models: ModelOptions, decoding: DecodingOptions
+):
+    """Check everything a user can get wrong, then read the input files; nothing here loads a model."""
+    check_languages(spec)
+    check_policy_parameters(decoding)
+    decoding.check()
+    models.check()
+    check_preset_task(models, spec)
+    if output is not None:
+        check_output_path(output)
+    return open_inputs(list(files or []))
+
+
+def load_pair_with_status(models: ModelOptions, console, show_status: bool):
+    with library_progress_bars_disabled():
+        if not show_status:
+            return models.load_pair()
+        with console.status("Loading models (a first use downloads or converts them)…"):
+            return models.load_pair()
+
+
+def run_with_live_view(spec: TaskSpec, pair, inputs, engine_kwargs: dict, writer: LineWriter, jsonl: bool, console):
+    view = LiveView(
+        console,
+        token_text=lambda token: pair.tokenizer.decode([token]),
+        decode=lambda tokens: pair.tokenizer.decode(tokens, skip_special_tokens=True),
+        total=inputs.total,
+        description=_description(spec),
+    )
+    if writer.path is None and _stdout_is_stderr_terminal():
+        # Raw writes to the terminal the view redraws would break its layout, so results are
+        # printed above the view instead.
+        writer.sink = view.print_above
+    with view:
+        run_lines(pair, inputs, spec, engine_kwargs, writer, jsonl=jsonl, view=view)
+    console.print(summary_table(view.totals, title=f"{_description(spec)}: summary"))
+
+
 def run_command(
     spec: TaskSpec,
     files: Optional[list[str]],
@@ -182,65 +229,46 @@ def run_command(
 ) -> None:
     """Check the inputs, load the models, and run the task over every line, turning user errors into exit code 2."""
     console = stderr_console(force_terminal=True if live else None)
-    show_live = live if live is not None else console.is_terminal
     handler = attach_log_handler(console, quiet=quiet)
-    writer: Optional[LineWriter] = None
+    # The writer opens an output file only at the first line, so creating it here changes nothing on disk.
+    writer = LineWriter(output)
     total: Optional[int] = None
     try:
         # Everything a user can get wrong is checked before the models load, which takes seconds to minutes.
-        check_languages(spec)
-        check_policy_parameters(decoding)
-        decoding.check()
-        models.check()
-        check_preset_task(models, spec)
-        if output is not None:
-            check_output_path(output)
-        inputs = open_inputs(list(files or []))
+        inputs = check_and_open_inputs(spec, files, output, models, decoding)
         total = inputs.total
 
-        with library_progress_bars_disabled():
-            if show_live:
-                with console.status("Loading models (a first use downloads or converts them)…"):
-                    pair = models.load_pair()
-            else:
-                pair = models.load_pair()
+        # Typed input would be echoed into the live view, so it stays off for interactive use unless forced.
+        interactive = total is None and _is_terminal(sys.stdin)
+        show_live = live if live is not None else (console.is_terminal and not interactive)
+        if interactive and console.is_terminal:
+            console.print("Reading standard input, one input per line; end it with Ctrl-D.", style="dim")
+
+        pair = load_pair_with_status(models, console, show_status=show_live)
         engine_kwargs = decoding.engine_kwargs(pair)
         # A task the model cannot do, or a prompt template longer than the context, fails here once
         # instead of at the first non-empty line.
         build_line_prompt(pair, "Test.", spec, decoding.max_new_tokens)
 
-        writer = LineWriter(output)
         if show_live:
-            view = LiveView(
-                console,
-                token_text=lambda token: pair.tokenizer.decode([token]),
-                decode=lambda tokens: pair.tokenizer.decode(tokens, skip_special_tokens=True),
-                total=total,
-                description=_description(spec),
-            )
-            if output is None and _stdout_is_stderr_terminal():
-                # Raw writes to the terminal the view redraws would break its layout, so results are
-                # printed above the view instead.
-                writer.sink = view.print_above
-            with view:
-                run_lines(pair, inputs, spec, engine_kwargs, writer, jsonl=jsonl, view=view)
-            console.print(summary_table(view.totals, title=f"{_description(spec)}: summary"))
+            run_with_live_view(spec, pair, inputs, engine_kwargs, writer, jsonl, console)
         else:
             run_lines(pair, inputs, spec, engine_kwargs, writer, jsonl=jsonl)
     except UserInputError as error:
         fail(str(error))
     except KeyboardInterrupt:
-        finished = writer.lines_written if writer is not None else 0
         of_total = f" of {total}" if total is not None else ""
         where = f" in {output}" if output is not None else ""
         console.print(
-            f"Interrupted: {finished}{of_total} lines finished{where}.", markup=False, highlight=False, soft_wrap=True
+            f"Interrupted: {writer.lines_written}{of_total} lines finished{where}.",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(INTERRUPTED_EXIT_CODE)
     except BrokenPipeError:
         silence_stdout()
         raise typer.Exit(BROKEN_PIPE_EXIT_CODE)
     finally:
-        if writer is not None:
-            writer.close()
+        writer.close()
         detach_log_handler(handler)
