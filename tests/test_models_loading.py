@@ -127,6 +127,7 @@ def test_t5_folder_is_encoder_decoder(tmp_path):
 
     assert pair.is_encoder_decoder is True
     assert pair.family == "t5"
+    assert pair.context_length == 512  # T5 configs set no limit; the tiny tokenizer neither
     assert type(pair.target).__name__ == "T5ForConditionalGeneration"
 
 

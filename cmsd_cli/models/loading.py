@@ -29,6 +29,7 @@ _T5_MODEL_TYPES = {"t5", "mt5", "umt5", "longt5", "switch_transformers"}
 # Names of instruction-tuned checkpoints: "...-Instruct", "...-chat", "gemma-3-270m-it".
 _INSTRUCT_NAME = re.compile(r"instruct|chat|[-_]it(?:$|[-_.])", re.IGNORECASE)
 _FALLBACK_CONTEXT_LENGTH = 2048
+_T5_CONTEXT_LENGTH = 512
 
 
 @dataclass
@@ -188,7 +189,10 @@ def detect_family(config, tokenizer, name: str) -> str:
 
 
 def context_length(config, tokenizer) -> int:
-    """Max input tokens the target accepts: its position limit, else the tokenizer's limit, else 2048."""
+    """Return the max input tokens the target accepts: its position limit, else the tokenizer's, else a default.
+
+    The default is 512 for T5 models and 2048 (with a warning) for the rest.
+    """
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     for attribute in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
         value = getattr(text_config, attribute, None)
@@ -199,6 +203,9 @@ def context_length(config, tokenizer) -> int:
     limit = getattr(tokenizer, "model_max_length", None)
     if isinstance(limit, int) and 0 < limit < 1_000_000:
         return limit
+    # T5 has relative positions and so no hard limit, but it was pretrained on 512-token inputs.
+    if config.model_type in _T5_MODEL_TYPES:
+        return _T5_CONTEXT_LENGTH
     logger.warning("The target sets no context length; assuming %d tokens.", _FALLBACK_CONTEXT_LENGTH)
     return _FALLBACK_CONTEXT_LENGTH
 
