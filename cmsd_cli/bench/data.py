@@ -36,11 +36,15 @@ def read_lines(path: Path, role: str) -> list[str]:
     except FileNotFoundError as error:
         raise BenchDataError(f"The {role} file '{path}' was not found; check the path.") from error
     except IsADirectoryError as error:
-        raise BenchDataError(f"The {role} path '{path}' is a folder; give a text file with one input per line.") from error
+        raise BenchDataError(
+            f"The {role} path '{path}' is a folder; give a text file with one input per line."
+        ) from error
     except UnicodeDecodeError as error:
         raise BenchDataError(f"The {role} file '{path}' is not UTF-8 text; convert it to UTF-8.") from error
     except OSError as error:
-        raise BenchDataError(f"The {role} file '{path}' could not be read ({error.strerror}); check its permissions.") from error
+        raise BenchDataError(
+            f"The {role} file '{path}' could not be read ({error.strerror}); check its permissions."
+        ) from error
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()  # a final newline ends the last line; it does not start another

@@ -77,9 +77,7 @@ METHODS: dict[str, MethodSpec] = {
             lossless=True,
             policy="entropy-bound",
         ),
-        MethodSpec(
-            "cmsd", ENGINE, "confidence-set draft length, greedy verification", lossless=True, policy="cmsd"
-        ),
+        MethodSpec("cmsd", ENGINE, "confidence-set draft length, greedy verification", lossless=True, policy="cmsd"),
         MethodSpec(
             "cmsd-tolerant",
             ENGINE,

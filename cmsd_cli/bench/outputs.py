@@ -25,7 +25,9 @@ def _first_stop(text: str, stop_strings: Sequence[str]) -> int | None:
     return min(positions) if positions else None
 
 
-def cut_output(tokens: Sequence[int], *, eos_ids: Sequence[int], tokenizer=None, stop_strings: Sequence[str] = ()) -> CutOutput:
+def cut_output(
+    tokens: Sequence[int], *, eos_ids: Sequence[int], tokenizer=None, stop_strings: Sequence[str] = ()
+) -> CutOutput:
     """Cut `tokens` after the first EOS token, then at the first stop string.
 
     Tokens are kept up to and including the one that completes the stop string, and the text ends
