@@ -1,8 +1,8 @@
 """One small interface over decoder-only and encoder-decoder models, so the decoding loop reads the same for both.
 
 A runner feeds tokens to one model and keeps its KV cache in step with the committed token sequence.
-The engine owns that sequence; each runner remembers which of its tokens are already in its cache and,
-after every verification, cuts the cache back to the longest prefix that still matches (`sync`).
+The engine owns that sequence. Each runner remembers which tokens its cache holds, and after every
+verification `sync` cuts the cache back to the longest prefix that still matches.
 """
 
 from __future__ import annotations
@@ -51,9 +51,13 @@ class ModelRunner:
         raise NotImplementedError
 
     def sync(self, sequence: list[int]) -> None:
-        """Cut the cache back to the longest prefix it shares with `sequence`."""
+        """Cut the cache back to the longest prefix it shares with `sequence`, short of its last token.
+
+        The last committed token always stays out of the cache, because the next forward pass must
+        feed it to get the logits that follow it.
+        """
         keep = 0
-        limit = min(len(self.cached_tokens), len(sequence))
+        limit = min(len(self.cached_tokens), len(sequence) - 1)
         while keep < limit and self.cached_tokens[keep] == sequence[keep]:
             keep += 1
         if keep < len(self.cached_tokens):
@@ -156,7 +160,7 @@ def make_runner(
 
 
 def output_vocab_size(model: torch.nn.Module) -> int:
-    """The number of logits the model produces per position."""
+    """Count the logits the model produces per position (its output vocabulary size)."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if head is not None and hasattr(head, "out_features"):
         return int(head.out_features)
