@@ -135,7 +135,9 @@ def test_base_translation_one_shot():
 
     prompt = build_prompt("translate", pair, "the cat sat", src="en", tgt="de")
 
-    assert prompt.text == f"English: {EXAMPLE_EN}\nGerman: {EXAMPLE_DE}\nEnglish: the cat sat\nGerman:"
+    assert prompt.text == (
+        f"Translate English to German.\n\nEnglish: {EXAMPLE_EN}\nGerman: {EXAMPLE_DE}\n\nEnglish: the cat sat\nGerman:"
+    )
     assert prompt.stop_strings == ["\n"]
     assert prompt.input_ids[0, 0].item() == BOS_ID
     assert prompt.input_ids.tolist() == [ids_of(pair.tokenizer, prompt.text)]
@@ -143,7 +145,9 @@ def test_base_translation_one_shot():
 
 def test_base_translation_reverse_direction():
     prompt = build_prompt("translate", fake_pair("base"), "der Garten", src="de", tgt="en")
-    assert prompt.text == f"German: {EXAMPLE_DE}\nEnglish: {EXAMPLE_EN}\nGerman: der Garten\nEnglish:"
+    assert prompt.text == (
+        f"Translate German to English.\n\nGerman: {EXAMPLE_DE}\nEnglish: {EXAMPLE_EN}\n\nGerman: der Garten\nEnglish:"
+    )
 
 
 def test_base_source_kept_on_one_line():
@@ -173,7 +177,7 @@ def test_translation_needs_target_language():
 
 def test_source_language_defaults_to_english():
     prompt = build_prompt("translate", fake_pair("base"), "the cat", tgt="de")
-    assert prompt.text.startswith("English: ")
+    assert prompt.text.startswith("Translate English to German.")
 
 
 def test_unknown_language_code_lists_known():
@@ -223,7 +227,7 @@ def test_fit_cuts_end_of_source_and_keeps_template():
 
     assert fitted.truncated is True
     assert fitted.length == limit
-    assert fitted.text.startswith(f"English: {EXAMPLE_EN}\nGerman: {EXAMPLE_DE}\nEnglish: ")
+    assert fitted.text.startswith(f"Translate English to German.\n\nEnglish: {EXAMPLE_EN}\nGerman: {EXAMPLE_DE}\n\nEnglish: ")
     assert fitted.text.endswith("\nGerman:")
     assert LONG_SOURCE.startswith(fitted.source)
     assert len(fitted.source.split()) == len(LONG_SOURCE.split()) - 15

@@ -3,8 +3,9 @@
     t5    task prefixes the T5 models were trained with: "translate English to German: ...", "summarize: ..."
     bart  the article itself (summarization models fine-tuned on CNN/DailyMail); no translation
     chat  the tokenizer's chat template around an instruction to reply with only the translation or summary
-    base  plain text: a one-shot translation ("English: ...\\nGerman: ...") or the article followed by
-          "Summary:", both stopped at the first newline
+    base  plain text: a one-shot translation ("Translate English to German.", an example pair, then
+          "English: <source>\\nGerman:") or the article followed by "Summary:", both stopped at the
+          first newline
 """
 
 from __future__ import annotations
@@ -189,6 +190,9 @@ def _base_template(task: str, src: str | None, tgt: str | None):
     if task == "summarize":
         return (lambda source: f"Article: {one_line(source)}\nSummary:"), ["\n"], True
 
+    # The blank line after the example keeps Gemma 3 270M base from repeating the example instead of
+    # translating (seen on 1 of 8 newstest2014 sentences without it, 0 of 8 with it).
     source_name, target_name = language_name(src), language_name(tgt)
-    example = f"{source_name}: {example_sentence(src)}\n{target_name}: {example_sentence(tgt)}\n"
-    return (lambda source: f"{example}{source_name}: {one_line(source)}\n{target_name}:"), ["\n"], True
+    header = f"Translate {source_name} to {target_name}.\n\n"
+    example = f"{source_name}: {example_sentence(src)}\n{target_name}: {example_sentence(tgt)}\n\n"
+    return (lambda source: f"{header}{example}{source_name}: {one_line(source)}\n{target_name}:"), ["\n"], True
