@@ -214,6 +214,23 @@ def test_self_int8_draft_quantizes_untied_head(tmp_path):
     assert (draft_logits - target_logits).abs().max() < 0.1 * target_logits.abs().max()
 
 
+def test_self_int8_draft_of_t5(tmp_path):
+    # T5 scales its decoder output when tie_word_embeddings is set, so the untied head must keep the flag.
+    target = tiny_models.t5()
+    assert target.config.tie_word_embeddings is True
+
+    draft = int8_self_draft(target, torch.device("cpu"))
+
+    assert isinstance(draft.lm_head, torch.ao.nn.quantized.dynamic.Linear)
+    assert draft.config.tie_word_embeddings is True
+    encoder_ids = tiny_models.random_prompt(6, seed=1)
+    decoder_ids = torch.tensor([[tiny_models.PAD_ID, 5, 9]])
+    with torch.no_grad():
+        target_logits = target(input_ids=encoder_ids, decoder_input_ids=decoder_ids).logits
+        draft_logits = draft(input_ids=encoder_ids, decoder_input_ids=decoder_ids).logits
+    assert (draft_logits - target_logits).abs().max() < 0.1 * target_logits.abs().max()
+
+
 def test_self_int8_through_load_pair(target_folder):
     pair = load_pair(target=target_folder, draft="self-int8", device="cpu")
 
