@@ -33,6 +33,7 @@ def root(
 # Subcommands. Each module registers its commands on `app` when imported.
 # (one import line per command module; keep them in this block)
 import cmsd_cli.cli.bench_cmd  # noqa: E402,F401
+import cmsd_cli.cli.calibrate_cmd  # noqa: E402,F401
 import cmsd_cli.cli.generate_cmd  # noqa: E402,F401
 import cmsd_cli.cli.models_cmd  # noqa: E402,F401
 
