@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional
@@ -27,6 +28,8 @@ from typing import Annotated, Any, Callable, Literal, Optional
 import typer
 
 from cmsd_cli.cli.errors import UserInputError
+
+logger = logging.getLogger(__name__)
 
 POLICIES = ("static", "heuristic", "threshold", "entropy-bound", "cmsd")
 VERIFY_MODES = ("greedy", "sample", "tolerant", "cmsd")
@@ -116,10 +119,12 @@ class DecodingOptions:
         verify_params: dict[str, Any] = {}
         if self.profile is not None:
             profile = self._load_profile(pair)
-            policy_params.update(profile.get("policy_params") or {})
-            verify_params.update(profile.get("verify_params") or {})
+            policy_params.update(self._profile_params(profile, "policy", self.policy))
+            verify_params.update(self._profile_params(profile, "verify", self.verify))
         policy_params.update(self.policy_params())
         verify_params.update(self.verify_params())
+        if self.profile is not None:
+            self._check_merged(policy_params, verify_params)
 
         kwargs: dict[str, Any] = {
             "policy": self.policy,
@@ -137,13 +142,48 @@ class DecodingOptions:
     def _load_profile(self, pair) -> dict[str, Any]:
         if pair is None:
             raise ValueError("engine_kwargs() needs the loaded model pair when a profile is set")
-        from cmsd_cli.calibrate import load_profile
+        from cmsd_cli.calibrate import ProfileError, load_profile
 
         self.check()
         try:
             return load_profile(self.profile, pair)
+        except ProfileError as error:
+            # These messages already name the file and the fix.
+            raise UserInputError(str(error)) from error
         except (OSError, ValueError) as error:
             raise UserInputError(f"Profile file '{self.profile}' could not be used: {error}") from error
+
+    def _check_merged(self, policy_params: dict[str, Any], verify_params: dict[str, Any]) -> None:
+        """Reject profile values that clash with command-line ones, such as a profile k_min above --k-max."""
+        from cmsd_cli.policies import make_policy, make_verifier
+
+        try:
+            make_policy(self.policy, policy_params)
+            make_verifier(self.verify, verify_params)
+        except ValueError as error:
+            raise UserInputError(
+                f"Profile '{self.profile}' combined with the command-line options gives invalid decoding "
+                f"parameters ({error}), so change the options."
+            ) from error
+
+    def _profile_params(self, profile: dict[str, Any], kind: str, name: str) -> dict[str, Any]:
+        """Return the profile's parameters that the chosen policy or verification rule takes.
+
+        A profile contains parameters for the cmsd policy, so with another --policy only the ones
+        that policy shares (such as confidence_weight) apply; the others are dropped with a warning.
+        """
+        from cmsd_cli.policies import parameter_names
+
+        params = dict(profile.get(f"{kind}_params") or {})
+        accepted = parameter_names(kind, name)
+        dropped = sorted(set(params) - accepted)
+        if dropped:
+            flag = "--policy" if kind == "policy" else "--verify"
+            logger.warning(
+                "Profile '%s' sets %s, which %s %s does not take, so they are not used.",
+                self.profile, ", ".join(dropped), flag, name,
+            )
+        return {key: value for key, value in params.items() if key in accepted}
 
 
 def _default(name: str, parameter: str, *, kind: str = "policy") -> object:
