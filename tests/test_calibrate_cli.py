@@ -148,3 +148,19 @@ def test_missing_source_is_user_error(no_model_load, tmp_path: Path) -> None:
 
     assert result.exit_code == 2
     assert "not found" in result.stderr
+
+
+def test_long_input_is_cut_with_warning(model_dirs: dict[str, str], tmp_path: Path) -> None:  # noqa: F811
+    # The tiny target reads 512 tokens, one per character here.
+    long_source = write_lines(tmp_path / "long.en", ["The cat sat. " * 50, "Rain falls."])
+
+    result = invoke(
+        [
+            "--task", "translate", "--tgt", "de", "--source", long_source,
+            "--target", model_dirs["target"], "--draft", model_dirs["draft"],
+            "--max-new-tokens", "4", "--repeats", "1", "--out", str(tmp_path / "p.json"),
+        ]
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    assert "1 of 2 inputs (non-empty lines 1) do not fit in the context of target" in result.stderr

@@ -123,6 +123,20 @@ def test_search_finds_early_stop_threshold() -> None:
     assert no_stop.index(max(no_stop)) + 1 == 5
 
 
+def test_search_with_model_estimator() -> None:
+    # The fitted curve accepts confident tokens always and unconfident ones never, so drafting the
+    # 3 confident tokens gives 4 tokens per 1.3 seconds at every recorded round start.
+    lines = [synthetic_line([THREE_ACCEPTED] * 5)]
+    curve = AcceptanceCurve(thresholds=(0.0, 0.5), acceptance=(0.0, 1.0))
+    grid = SearchGrid(weights=(0.5,), thetas=(0.0,), k_mins=(1, 2, 3, 4), k_maxes=tuple(range(1, 9)))
+    prepared = replay_lines(lines, 0.5)
+
+    result = search(lambda weight: prepared, flat_costs(0.1), grid, estimator="model", curve_for_weight=lambda weight: curve)
+
+    assert result.best == PolicySetting(confidence_weight=0.5, theta_draft=0.0, k_min=3, k_max=3)
+    assert result.throughput.tokens_per_second == pytest.approx(4 / 1.3)
+
+
 def test_search_prefers_default_weight_on_ties() -> None:
     lines = [synthetic_line([THREE_ACCEPTED] * 3)]
     grid = SearchGrid(weights=(0.0, 0.25, 0.5, 1.0), thetas=(0.0,), k_mins=(3,), k_maxes=(3,))

@@ -190,6 +190,13 @@ def run_calibration(console, request: CalibrateRequest, texts: list[str], pair) 
     )
     spec = TaskSpec(request.task, src=(request.src or "en") if request.task == "translate" else None, tgt=request.tgt)
     prompts = [build_line_prompt(pair, text, spec, max_new_tokens) for text in texts]
+    truncated = [index + 1 for index, prompt in enumerate(prompts) if prompt.truncated]
+    if truncated:
+        logger.warning(
+            "%d of %d inputs (non-empty lines %s) do not fit in the context of %s with room for %d new tokens, "
+            "so only their beginning was used.",
+            len(truncated), len(prompts), ", ".join(map(str, truncated)), pair.target_name, max_new_tokens,
+        )
 
     with make_progress(console, unit="lines") as progress:
         bar = progress.add_task("recording", total=len(prompts))
