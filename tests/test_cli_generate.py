@@ -276,6 +276,20 @@ def test_bad_option_is_one_line_exit_2(tmp_path: Path, translate_args: list[str]
     assert "Traceback" not in result.stderr
 
 
+def test_bad_profile_is_one_line_exit_2(tmp_path: Path, translate_args: list[str]) -> None:
+    source = write_lines(tmp_path / "in.txt", ["Hello."])
+    profile = tmp_path / "profile.json"
+    profile.write_text("{ not json", encoding="utf-8")
+
+    result = invoke(translate_args + ["--profile", str(profile), source])
+
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("Error: ")
+    assert str(profile) in result.stderr
+
+
 def test_missing_file_fails_before_models_load(tmp_path: Path) -> None:
     missing = str(tmp_path / "missing.txt")
 
