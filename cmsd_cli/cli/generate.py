@@ -12,7 +12,8 @@ from cmsd_cli.cli.io import InputLine, LineWriter, flatten
 
 logger = logging.getLogger(__name__)
 
-STAT_FIELDS = ("new_tokens", "target_calls", "drafted", "accepted", "acceptance_rate", "mean_accepted", "seconds")
+COUNT_FIELDS = ("new_tokens", "target_calls", "drafted", "accepted")
+RATE_FIELDS = ("acceptance_rate", "mean_accepted", "seconds")
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,10 @@ class LineResult:
             "output": self.output,
             "finish_reason": self.finish_reason,
         }
-        for name in STAT_FIELDS:
-            record[name] = self.stats.get(name, 0.0 if name in ("acceptance_rate", "mean_accepted", "seconds") else 0)
+        for name in COUNT_FIELDS:
+            record[name] = self.stats.get(name, 0)
+        for name in RATE_FIELDS:
+            record[name] = self.stats.get(name, 0.0)
         record["truncated"] = self.truncated
         return json.dumps(record, ensure_ascii=False)
 
