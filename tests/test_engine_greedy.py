@@ -316,3 +316,20 @@ def test_bfloat16_diverges_only_at_near_ties():
         # bfloat16 keeps 8 significant bits; allow a few units of rounding of the top logit.
         tolerance = 4 * 2.0**-8 * max(1.0, float(top2[0].abs()))
         assert float(top2[0] - top2[1]) <= tolerance, f"prompt {seed} diverged at {split} without a near-tie"
+
+
+def test_drafting_stops_at_token_containing_stop_string():
+    target = tm.llama(seed=0)
+    prompt = tm.random_prompt(5, 3)
+    free_run = _reference(target, prompt, NEW_TOKENS, eos=tm.VOCAB_SIZE + 1)
+    tokenizer = _CharTokenizer()
+    stop = tokenizer.decode([free_run[4]])
+    result = speculative_generate(
+        target, target, prompt, max_new_tokens=NEW_TOKENS, draft_length=8, eos_token_id=[],
+        stop_strings=[stop], tokenizer=tokenizer,
+    )
+    first = free_run.index(free_run[4])
+    assert result.tokens == free_run[: first + 1]
+    # The draft is the target itself, so the round that reaches the stop token ends its draft there.
+    assert result.trace[-1].draft_stop == "stop_string"
+    assert result.trace[-1].draft_tokens[-1] == free_run[first]

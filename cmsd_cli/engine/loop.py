@@ -15,6 +15,7 @@ from cmsd_cli.engine.records import (
     DRAFT_STOP_EOS,
     DRAFT_STOP_LOW_CONFIDENCE,
     DRAFT_STOP_NONE,
+    DRAFT_STOP_STOP_STRING,
     DRAFT_STOP_TOKEN_BUDGET,
     GenerationResult,
     IterationRecord,
@@ -99,6 +100,7 @@ def _draft_tokens(
     processors: LogitsProcessorList,
     warpers: LogitsProcessorList,
     eos_ids: set[int],
+    ends_output: Callable[[int], bool],
     room: int,
     generator: torch.Generator | None,
     clock: _Clock,
@@ -135,6 +137,10 @@ def _draft_tokens(
         if token in eos_ids:
             stop = DRAFT_STOP_EOS
             break
+        # Tokens after a stop string would be cut from the output anyway, so drafting them is wasted.
+        if ends_output(token):
+            stop = DRAFT_STOP_STOP_STRING
+            break
         if not policy.keep_drafting(step):
             stop = DRAFT_STOP_LOW_CONFIDENCE
             break
@@ -151,6 +157,27 @@ def _draft_tokens(
         budget=budget,
         seconds=clock.now() - start,
     )
+
+
+class _StopStringTokens:
+    """Tells whether one token's own text contains a stop string, caching the answer per token id.
+
+    Stop strings that span several tokens are not detected here; the output is still cut correctly
+    by `_cut_at_stop_string`, and only the early end of drafting is missed.
+    """
+
+    def __init__(self, tokenizer, stop_strings: Sequence[str] | None) -> None:
+        self.tokenizer = tokenizer
+        self.stop_strings = [stop for stop in (stop_strings or []) if stop]
+        self.known: dict[int, bool] = {}
+
+    def __call__(self, token: int) -> bool:
+        if not self.stop_strings:
+            return False
+        if token not in self.known:
+            text = self.tokenizer.decode([token], skip_special_tokens=True)
+            self.known[token] = any(stop in text for stop in self.stop_strings)
+        return self.known[token]
 
 
 def _first_stop_string(text: str, stop_strings: Sequence[str]) -> int | None:
@@ -272,6 +299,7 @@ def speculative_generate(
 
         eos_ids = _normalise_eos(eos_token_id, target)
         eos_set = set(eos_ids)
+        ends_output = _StopStringTokens(tokenizer, stop_strings)
         processors = build_logits_processors(
             target,
             prompt_length=prompt_length,
@@ -314,7 +342,7 @@ def speculative_generate(
                 draft_runner.sync(sequence)
                 proposal = _draft_tokens(
                     draft_runner, sequence, draft_policy, verifier, processors, warpers,
-                    eos_set, remaining - 1, draft_generator, clock,
+                    eos_set, ends_output, remaining - 1, draft_generator, clock,
                 )
             else:
                 proposal = _Draft([], None, [], [], [], DRAFT_STOP_NONE, budget=0, seconds=0.0)

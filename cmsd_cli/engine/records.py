@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 DRAFT_STOP_BUDGET = "budget"  # the policy's budget for this round was reached
 DRAFT_STOP_LOW_CONFIDENCE = "low_confidence"  # the policy stopped early on an uncertain draft token
 DRAFT_STOP_EOS = "eos"  # the draft proposed an end-of-sequence token
+DRAFT_STOP_STOP_STRING = "stop_string"  # the draft proposed a token whose text contains a stop string
 DRAFT_STOP_TOKEN_BUDGET = "token_budget"  # max_new_tokens leaves no room for more draft tokens
 DRAFT_STOP_NONE = "none"  # no drafting this round (target-only decoding)
 

@@ -36,6 +36,7 @@ _STOP_LABELS = {
     "budget": "budget",
     "low_confidence": "low conf",
     "eos": "eos",
+    "stop_string": "stop str",
     "token_budget": "max tokens",
     "none": "-",
 }
