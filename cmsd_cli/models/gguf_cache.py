@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -103,7 +102,3 @@ def model_class_for(config):
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     return AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
-
-
-def is_gguf_path(spec: str | os.PathLike) -> bool:
-    return str(spec).lower().endswith(".gguf")
