@@ -15,6 +15,7 @@ import torch
 from cmsd_cli.models import packaged
 from cmsd_cli.models.device import resolve_device, resolve_dtype
 from cmsd_cli.models.errors import ModelLoadError
+from cmsd_cli.models.kernels import use_multi_row_head_kernel
 from cmsd_cli.models.gguf_cache import converted_gguf, model_class_for
 from cmsd_cli.models.hub import load_from_hub
 from cmsd_cli.models.presets import DEFAULT_PRESET, get_preset
@@ -138,6 +139,10 @@ def load_pair(
             f"The target model {target_text!r} has no tokenizer files; save the tokenizer beside the model "
             "(tokenizer.save_pretrained) and try again."
         )
+
+    # Verification scores several positions per target call, which this kernel makes cheaper on the CPU.
+    # It is set after the self-draft is built, so the draft's own quantised head is not affected.
+    use_multi_row_head_kernel(loaded_target.model)
 
     config = loaded_target.model.config
     return ModelPair(
