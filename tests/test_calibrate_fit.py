@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 import tiny_models as tm
 from cmsd_cli.calibrate.fit import (
@@ -15,8 +17,10 @@ from cmsd_cli.calibrate.fit import (
     fit_isotonic,
     pool_adjacent_violators,
 )
+from cmsd_cli.calibrate.calibration import fill_missing_proposals
 from cmsd_cli.calibrate.records import judged_tokens, line_record
 from cmsd_cli.engine import GenerationResult, IterationRecord, speculative_generate
+from cmsd_cli.policies import step_confidence
 
 
 def test_isotonic_fit_exact_on_hand_case() -> None:
@@ -146,3 +150,49 @@ def test_line_record_rounds_tile_a_real_output() -> None:
         position += round_.emitted
     assert position == len(result.tokens)
     assert sum(len(round_.entropy) for round_ in line.rounds) == result.stats["drafted"]
+
+
+def test_build_line_proposals_per_position() -> None:
+    trace = [
+        _record([0.9, 0.8, 0.3, 0.7], accepted=1, emitted=[5, 6]),
+        _record([0.6, 0.5], accepted=2, emitted=[5, 5, 7]),
+        _record([0.4], accepted=0, emitted=[8]),
+    ]
+    result = GenerationResult(tokens=[5, 6, 5, 5, 7, 8], text=None, finish_reason="length", stats={}, trace=trace)
+
+    line = line_record(result, max_new_tokens=6)
+
+    assert [proposal.accepted if proposal else None for proposal in line.proposals] == [True, False, True, True, None, False]
+    assert line.proposals[1].margin == 0.8
+    # Position 4 is the target's bonus token after a fully accepted round, so no proposal is on record.
+    assert line.missing_positions() == [4]
+    assert sorted(line.after_rejection) == [1, 5]
+    assert line.after_rejection[1].margin == (0.3, 0.7)
+    assert line.after_rejection[5].margin == ()
+    assert line.max_new_tokens == 6
+
+
+def test_fill_missing_proposals_match_draft() -> None:
+    target = tm.llama(layers=2, seed=1)
+    draft = tm.perturbed_copy(target, noise=0.05)
+    pair = SimpleNamespace(
+        target=target, draft=draft, vocab_size=tm.VOCAB_SIZE, device=torch.device("cpu"),
+        eos_token_id=tm.EOS_ID, is_encoder_decoder=False,
+    )  # fmt: skip
+    prompt = SimpleNamespace(input_ids=tm.random_prompt(8, seed=0))
+    result = speculative_generate(target, draft, prompt.input_ids, max_new_tokens=30, policy="static", draft_length=4)
+    line = line_record(result, 30)
+    missing = line.missing_positions()
+    assert missing  # this draft agrees often enough to accept whole rounds
+
+    filled = fill_missing_proposals(pair, prompt, result.tokens, line, 30)
+
+    assert filled.missing_positions() == []
+    for position in missing:
+        ids = torch.cat([prompt.input_ids, torch.tensor([result.tokens[:position]], dtype=torch.long)], dim=1)
+        with torch.no_grad():
+            q = torch.softmax(draft(ids).logits[0, -1], dim=-1)
+        proposal = filled.proposals[position]
+        assert proposal.accepted == (int(q.argmax()) == result.tokens[position])
+        assert proposal.entropy == pytest.approx(step_confidence(q).entropy, abs=1e-5)
+        assert proposal.margin == pytest.approx(step_confidence(q).margin, abs=1e-5)

@@ -123,7 +123,7 @@ def test_missing_profile_is_rejected(tmp_path: Path) -> None:
 
 def test_profile_from_other_device_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "gpu.json"
-    other_device = {"type": "cuda", "name": "Some GPU", "threads": 8}
+    other_device = {**device_description(torch.device("cpu")), "type": "cuda"}
     path.write_text(json.dumps(profile_for(cpu_pair(), device=other_device)), encoding="utf-8")
 
     with caplog.at_level(logging.WARNING, logger="cmsd_cli.calibrate.profile"):
@@ -139,6 +139,17 @@ def test_profile_from_other_dtype_warns(profile_path: Path, caplog: pytest.LogCa
         load_profile(profile_path, cpu_pair(dtype=torch.bfloat16))
 
     assert "dtype 'float32' instead of 'bfloat16'" in caplog.text
+
+
+def test_profile_with_other_thread_count_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "threads.json"
+    recorded = {**device_description(torch.device("cpu")), "threads": torch.get_num_threads() + 3}
+    path.write_text(json.dumps(profile_for(cpu_pair(), device=recorded)), encoding="utf-8")
+
+    with caplog.at_level(logging.WARNING, logger="cmsd_cli.calibrate.profile"):
+        load_profile(path, cpu_pair())
+
+    assert f"{torch.get_num_threads() + 3} torch threads instead of {torch.get_num_threads()}" in caplog.text
 
 
 def test_profile_on_same_machine_is_silent(profile_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from types import SimpleNamespace
+
 import pytest
+import torch
 
 import tiny_models as tm
-from cmsd_cli.calibrate.calibration import check_costs, round_overhead
+from cmsd_cli.calibrate.calibration import check_costs, fill_missing_proposals, measurement_schedule, round_overhead
 from cmsd_cli.calibrate.costs import CostModel, measure_costs
 from cmsd_cli.calibrate.fit import AcceptanceCurve
-from cmsd_cli.calibrate.records import DraftRound, LineRecord
+from cmsd_cli.calibrate.records import DraftRound, LineRecord, build_line, line_record
 from cmsd_cli.calibrate.search import (
     PolicySetting,
     SearchGrid,
@@ -18,11 +22,12 @@ from cmsd_cli.calibrate.search import (
     search,
     target_only_throughput,
 )
+from cmsd_cli.engine import speculative_generate
 
 HIGH, LOW = 0.9, 0.2
 
 
-def synthetic_line(rounds: list[tuple[list[float], int]]) -> LineRecord:
+def synthetic_line(rounds: list[tuple[list[float], int]], max_new_tokens: int | None = None) -> LineRecord:
     """A recorded output from (confidences, accepted) per round; every round emits accepted + 1 tokens.
 
     Entropy 1 - c and margin c give confidence c whatever the confidence weight.
@@ -41,7 +46,7 @@ def synthetic_line(rounds: list[tuple[list[float], int]]) -> LineRecord:
             )
         )
         start += accepted + 1
-    return LineRecord(rounds=tuple(recorded), length=start, seconds=0.0, draft_seconds=0.0, verify_seconds=0.0)
+    return build_line(recorded, start, max_new_tokens=max_new_tokens)
 
 
 def flat_costs(draft_step: float, verify: float = 1.0, tokens: int = 9) -> CostModel:
@@ -203,14 +208,19 @@ def test_measure_costs_on_tiny_models() -> None:
     assert costs.draft_step > 0
     assert len(samples["draft_step_seconds"]) == 3
     assert all(len(values) == 3 for values in samples["verify_seconds"].values())
-    assert samples["context_tokens"] == 12
+    assert samples["context_tokens"] == [12, 12, 12]
+    assert samples["repeats"] == 3
+
+
+def test_measurement_schedule_spreads_repeats() -> None:
+    assert measurement_schedule(10, 5) == [0, 1, 0, 1, 0, 1, 0, 1, 0, 1]
+    assert measurement_schedule(2, 5) == [2, 3]
+    assert measurement_schedule(4, 0) == [0, 0, 0, 0]
 
 
 def timed_line(rounds: int, outside_seconds: float) -> LineRecord:
     line = synthetic_line([THREE_ACCEPTED] * rounds)
-    return LineRecord(
-        rounds=line.rounds, length=line.length, seconds=10.0 + outside_seconds, draft_seconds=4.0, verify_seconds=6.0
-    )
+    return replace(line, seconds=10.0 + outside_seconds, draft_seconds=4.0, verify_seconds=6.0)
 
 
 def test_round_overhead_is_slope_over_rounds() -> None:
@@ -226,11 +236,101 @@ def test_round_overhead_without_spread_is_zero() -> None:
 
 
 def test_cost_check_compares_prediction_with_trace() -> None:
-    lines = [timed_line(2, 0.0)]  # 2 rounds of 8 drafted tokens, 10 s in the timers
+    line = timed_line(2, 0.0)  # 2 rounds of 8 drafted tokens, 10 s in the timers
+    rounds = (
+        replace(line.rounds[0], draft_seconds=0.8, verify_seconds=0.5),
+        replace(line.rounds[1], draft_seconds=1.6, verify_seconds=0.7),
+    )
     costs = CostModel(draft_step=0.25, verify=(1.0,) * 9)
 
-    check = check_costs(lines, costs)
+    check = check_costs([replace(line, rounds=rounds)], costs)
 
     assert check["predicted_seconds"] == pytest.approx(2 * (8 * 0.25 + 1.0))
     assert check["measured_seconds"] == pytest.approx(10.0)
     assert check["measured_over_predicted"] == pytest.approx(10.0 / 6.0)
+    assert check["run_draft_step_seconds"] == pytest.approx(0.15)
+    assert check["run_verify_seconds"] == {"9": pytest.approx(0.6)}
+    assert check["run_verify_rounds"] == {"9": 2}
+def test_replay_stops_at_accepted_eos() -> None:
+    eos_round = DraftRound(
+        start=0, entropy=(0.1, 0.1, 0.1), margin=(0.9, 0.9, 0.9), accepted=3, emitted=3, ended_by_eos=True
+    )
+    lines = replay_lines([build_line([eos_round], 3)], weight=0.5)
+
+    estimate = replay_throughput(lines, PolicySetting(theta_draft=0.0, k_min=8, k_max=8), flat_costs(0.1))
+
+    assert estimate.rounds == 1
+    assert estimate.drafted == 3
+    assert estimate.tokens == 3
+    assert estimate.assumed_tokens == 0
+
+
+def test_replay_drafts_recorded_tokens_after_rejection() -> None:
+    # Token 1 is rejected; tokens 2-7 were drafted after it and never judged.
+    lines = replay_lines([synthetic_line([([0.9, 0.5, 0.9, 0.1, 0.9, 0.9, 0.9, 0.9], 1)])], weight=0.5)
+
+    estimate = replay_throughput(lines, PolicySetting(theta_draft=0.3, k_min=8, k_max=8), flat_costs(0.1))
+
+    # 0.9 accepted, 0.5 rejected, 0.9 drafted, 0.1 drafted and below 0.3, so the round ends.
+    assert estimate.drafted == 4
+    assert estimate.accepted == 1
+    assert estimate.tokens == 2
+    assert estimate.assumed_tokens == 0
+
+
+def test_replay_charges_unrecorded_tokens() -> None:
+    lines = replay_lines([synthetic_line([([0.9, 0.5, 0.9, 0.9], 1)])], weight=0.5)
+
+    estimate = replay_throughput(lines, PolicySetting(theta_draft=0.0, k_min=8, k_max=8), flat_costs(0.1))
+
+    assert estimate.drafted == 8
+    assert estimate.assumed_tokens == 4
+    assert estimate.seconds == pytest.approx(8 * 0.1 + 1.0)
+
+
+def test_replay_keeps_room_for_target_token() -> None:
+    # The run stopped at its token limit of 8, so the last round may draft at most 3 tokens.
+    lines = replay_lines([synthetic_line([THREE_ACCEPTED] * 2, max_new_tokens=8)], weight=0.5)
+
+    estimate = replay_throughput(lines, PolicySetting(theta_draft=0.0, k_min=8, k_max=8), flat_costs(0.1))
+
+    # Round 1 drafts min(8, 8 - 0 - 1) = 7 tokens, round 2 from position 4 drafts 3.
+    assert estimate.rounds == 2
+    assert estimate.drafted == 10
+    assert estimate.accepted == 6
+    assert estimate.tokens == 8
+
+
+@pytest.mark.parametrize("noise", [0.05, 0.3])
+def test_replay_matches_engine_run(noise: float) -> None:
+    target = tm.llama(layers=2, seed=1)
+    draft = tm.perturbed_copy(target, noise=noise)
+    pair = SimpleNamespace(
+        target=target, draft=draft, vocab_size=tm.VOCAB_SIZE, device=torch.device("cpu"),
+        eos_token_id=tm.EOS_ID, is_encoder_decoder=False,
+    )  # fmt: skip
+    settings = [
+        PolicySetting(theta_draft=0.0, k_min=3, k_max=3),
+        PolicySetting(theta_draft=0.0, k_min=4, k_max=8),
+        PolicySetting(confidence_weight=0.5, theta_draft=0.05, k_min=2, k_max=6),
+        PolicySetting(theta_draft=0.02, k_min=1, k_max=8, track="acceptance"),
+    ]
+    for seed in (0, 2):
+        prompt = SimpleNamespace(input_ids=tm.random_prompt(8, seed=seed))
+        recording = speculative_generate(
+            target, draft, prompt.input_ids, max_new_tokens=40, policy="static", draft_length=8, eos_token_id=tm.EOS_ID
+        )
+        line = fill_missing_proposals(pair, prompt, recording.tokens, line_record(recording, 40), 40)
+        assert line.missing_positions() == []
+
+        for setting in settings:
+            real = speculative_generate(
+                target, draft, prompt.input_ids, max_new_tokens=40, policy="cmsd",
+                policy_params=setting.policy_params(), eos_token_id=tm.EOS_ID,
+            )  # fmt: skip
+            replayed = replay_throughput(replay_lines([line], setting.confidence_weight), setting, flat_costs(0.1))
+
+            assert real.tokens == recording.tokens
+            assert replayed.rounds == real.stats["iterations"], (seed, setting)
+            assert replayed.drafted == real.stats["drafted"], (seed, setting)
+            assert replayed.accepted == real.stats["accepted"], (seed, setting)

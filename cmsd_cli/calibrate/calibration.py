@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from cmsd_cli.calibrate.costs import CostModel, measure_costs
+from cmsd_cli.calibrate.costs import CostMeter, CostModel
 from cmsd_cli.calibrate.fit import (
     AcceptanceCurve,
     CurveBin,
@@ -22,7 +22,7 @@ from cmsd_cli.calibrate.fit import (
     fit_isotonic,
 )
 from cmsd_cli.calibrate.profile import PROFILE_KIND, PROFILE_POLICY, PROFILE_SCHEMA, device_description
-from cmsd_cli.calibrate.records import LineRecord, judged_tokens, line_record
+from cmsd_cli.calibrate.records import LineRecord, Proposal, judged_tokens, line_record
 from cmsd_cli.calibrate.search import (
     ESTIMATORS,
     PolicySetting,
@@ -36,6 +36,9 @@ from cmsd_cli.calibrate.search import (
     target_only_throughput,
 )
 from cmsd_cli.engine import speculative_generate
+from cmsd_cli.engine.processors import build_logits_processors, process_block
+from cmsd_cli.engine.runners import make_runner
+from cmsd_cli.policies import step_confidence
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +62,7 @@ class CalibrationSettings:
     max_new_tokens: int = 128
     draft_length: int = 8
     holdout: float = 0.2
-    repeats: int = 5
+    repeats: int = 7
     estimator: str = "replay"
     grid: SearchGrid | None = None
 
@@ -161,17 +164,30 @@ class CalibrationResult:
         return chosen.tokens_per_second / default.tokens_per_second
 
 
+def measurement_schedule(lines: int, repeats: int) -> list[int]:
+    """Return how many cost repeats to take after each line, spread evenly over the run."""
+    counts = [0] * lines
+    for repeat in range(repeats):
+        counts[min(lines - 1, int((repeat + 0.5) * lines / repeats))] += 1
+    return counts
+
+
 def record_lines(
     pair,
     prompts: Sequence,
     settings: CalibrationSettings,
+    meter: CostMeter | None = None,
     on_line: Callable[[int], None] | None = None,
 ) -> tuple[list[LineRecord], list[list[int]]]:
     """Decode every prompt with a fixed draft length and greedy verification; return the records and outputs.
 
     A static policy never stops drafting early, so every round records `draft_length` confidences
-    (fewer only at an end-of-sequence token or the token limit).
+    (fewer only at an end-of-sequence token or the token limit). The proposals the run never
+    drafted are filled in by a draft pass over each output. With a `meter`, `settings.repeats`
+    cost repeats are taken between lines, each on the context of the line just decoded.
     """
+    schedule = measurement_schedule(len(prompts), settings.repeats if meter is not None else 0)
+    pending = 0
     records = []
     outputs = []
     for index, prompt in enumerate(prompts):
@@ -188,11 +204,70 @@ def record_lines(
             stop_strings=list(prompt.stop_strings) or None,
             tokenizer=pair.tokenizer,
         )
-        records.append(line_record(result))
-        outputs.append(list(result.tokens))
+        output = list(result.tokens)
+        record = line_record(result, settings.max_new_tokens)
+        records.append(fill_missing_proposals(pair, prompt, output, record, settings.max_new_tokens))
+        outputs.append(output)
+
+        # A context too short to time a pass on (an empty output of an encoder-decoder model)
+        # passes its repeats on to the next line.
+        pending += schedule[index]
+        context = _context(pair, prompt, output)
+        if meter is not None and len(context) >= 2:
+            for _ in range(pending):
+                meter.measure(pair.target, pair.draft, pair.vocab_size, prompt.input_ids.to(pair.device), context)
+            pending = 0
         if on_line is not None:
             on_line(index)
     return records, outputs
+
+
+def _eos_ids(pair) -> set[int]:
+    eos = pair.eos_token_id
+    if eos is None:
+        eos = getattr(pair.target.generation_config, "eos_token_id", None)
+    if eos is None:
+        return set()
+    return {eos} if isinstance(eos, int) else set(eos)
+
+
+def fill_missing_proposals(pair, prompt, output: list[int], line: LineRecord, max_new_tokens: int) -> LineRecord:
+    """Fill in the draft's proposal at the output positions the run never drafted for (see `records`).
+
+    One draft pass over the whole output gives the draft's next-token distribution after every
+    prefix, processed by the same logits processors as in the engine.
+    """
+    missing = line.missing_positions()
+    if not missing:
+        return line
+    context = _context(pair, prompt, output)
+    prefix_length = len(context) - len(output)
+    rows = max(missing) + 1
+    eos_ids = _eos_ids(pair)
+    processors = build_logits_processors(
+        pair.target,
+        prompt_length=prefix_length,
+        max_length=prefix_length + max_new_tokens,
+        eos_token_ids=sorted(eos_ids),
+        overrides={},
+        extra=None,
+    )
+
+    filled: dict[int, Proposal] = {}
+    with torch.inference_mode():
+        runner = make_runner(pair.draft, pair.vocab_size, prompt.input_ids.to(pair.device), None)
+        runner.start(context[:prefix_length])
+        # Row i is the distribution after the prefix and output[:i].
+        logits = runner.feed(context[prefix_length - 1 : prefix_length - 1 + rows], logits_to_keep=rows)
+        logits = process_block(processors, context[:prefix_length], output[: rows - 1], logits)
+        for position in missing:
+            q = torch.softmax(logits[position], dim=-1)
+            step = step_confidence(q)
+            token = int(q.argmax())
+            filled[position] = Proposal(
+                entropy=step.entropy, margin=step.margin, accepted=token == output[position], is_eos=token in eos_ids
+            )
+    return line.with_proposals(filled)
 
 
 def split_lines(count: int, holdout: float) -> int:
@@ -229,16 +304,31 @@ def round_overhead(lines: Sequence[LineRecord]) -> float:
 
 
 def check_costs(lines: Sequence[LineRecord], costs: CostModel) -> dict:
-    """Compare the draft and verification time the cost model predicts for the recording run with what it took."""
+    """Compare the cost model with the timings of the recording run.
+
+    Returns the draft and verification seconds the model predicts for the recorded rounds against
+    the seconds they took, and the run's own medians: seconds per draft step, and seconds per
+    verification by the number of tokens it covered.
+    """
     predicted = 0.0
+    draft_steps: list[float] = []
+    verify_by_tokens: dict[int, list[float]] = {}
     for line in lines:
         for round_ in line.rounds:
             predicted += round_.drafted * costs.draft_step + costs.verify_seconds(round_.drafted + 1)
+            if round_.drafted:
+                draft_steps.append(round_.draft_seconds / round_.drafted)
+            verify_by_tokens.setdefault(round_.drafted + 1, []).append(round_.verify_seconds)
     measured = sum(line.draft_seconds + line.verify_seconds for line in lines)
     return {
         "predicted_seconds": predicted,
         "measured_seconds": measured,
         "measured_over_predicted": measured / predicted if predicted > 0 else None,
+        "run_draft_step_seconds": statistics.median(draft_steps) if draft_steps else None,
+        "run_verify_seconds": {
+            str(tokens): statistics.median(values) for tokens, values in sorted(verify_by_tokens.items())
+        },
+        "run_verify_rounds": {str(tokens): len(values) for tokens, values in sorted(verify_by_tokens.items())},
     }
 
 
@@ -295,7 +385,8 @@ def calibrate(
     """Record the prompts, measure costs, fit every confidence weight and search the policy grid.
 
     `prompts` are `Prompt` objects from `cmsd_cli.tasks`; the last `settings.holdout` share of them
-    is held out of the fit and the search. `on_line(i)` is called after prompt i is decoded and
+    is held out of the fit and the search. Costs are timed between the lines (see `record_lines`).
+    `on_line(i)` is called after prompt i is decoded and its cost repeats are taken, and
     `on_stage(name)` when a later stage starts.
     """
     if pair.draft is None:
@@ -303,28 +394,20 @@ def calibrate(
     grid = settings.search_grid()
     train_count = split_lines(len(prompts), settings.holdout)
 
+    default = PolicySetting()
+    meter = CostMeter(max(max(grid.k_maxes), default.k_max) + 1)
     started = time.perf_counter()
-    lines, outputs = record_lines(pair, prompts, settings, on_line)
+    lines, _ = record_lines(pair, prompts, settings, meter, on_line)
     recording_seconds = time.perf_counter() - started
     train, holdout = lines[:train_count], lines[train_count:]
+    if meter.repeats == 0:
+        raise CalibrationError(
+            "No output was long enough to time the models on; give inputs that produce some output."
+        )
 
-    # Costs are measured mid-output, on the line whose output length is the median.
-    if on_stage is not None:
-        on_stage("measuring costs")
-    default = PolicySetting()
-    by_length = sorted(range(len(lines)), key=lambda i: lines[i].length)
-    middle = by_length[len(by_length) // 2]
-    max_tokens = max(max(grid.k_maxes), default.k_max) + 1
-    costs, cost_samples = measure_costs(
-        pair.target,
-        pair.draft,
-        pair.vocab_size,
-        prompts[middle].input_ids.to(pair.device),
-        _context(pair, prompts[middle], outputs[middle]),
-        max_tokens=max_tokens,
-        repeats=settings.repeats,
-    )
+    costs = meter.costs()
     costs = CostModel(costs.draft_step, costs.verify, round_overhead(lines))
+    cost_samples = meter.samples()
     cost_check = check_costs(lines, costs)
 
     if on_stage is not None:

@@ -100,6 +100,84 @@ def _time_draft(runner: ModelRunner, sequence: list[int], steps: int, clock: _Cl
     return seconds / steps
 
 
+class CostMeter:
+    """Timing samples of draft steps and target passes over 1..`max_tokens` tokens, taken one repeat at a time.
+
+    Calibration takes its repeats between the input lines it decodes, so that on a shared machine
+    the samples see the same load as the decoding they model.
+    """
+
+    def __init__(self, max_tokens: int) -> None:
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+        self.max_tokens = max_tokens
+        self.verify_samples: list[list[float]] = [[] for _ in range(max_tokens)]
+        self.draft_samples: list[float] = []
+        self.context_tokens: list[int] = []
+
+    def measure(
+        self,
+        target: torch.nn.Module,
+        draft: torch.nn.Module,
+        vocab_size: int,
+        input_ids: torch.Tensor,
+        sequence: Sequence[int],
+    ) -> None:
+        """Take one repeat: every target pass length once, then `max_tokens` draft steps.
+
+        `input_ids` is the prompt (the encoder input for encoder-decoder models) and `sequence` the
+        committed tokens the models continue from: the prompt plus some output for decoder-only
+        models, the decoder start token plus some output otherwise. One untimed pass of each model
+        warms up first.
+        """
+        sequence = list(sequence)
+        if len(sequence) < 2:
+            raise ValueError("cost measurement needs a context of at least two tokens")
+        # Token values do not change the time of a pass, so the draft tokens are taken from the context.
+        filler = [sequence[i % len(sequence)] for i in range(self.max_tokens)]
+
+        with torch.inference_mode():
+            target_runner = make_runner(target, vocab_size, input_ids, None)
+            draft_runner = make_runner(draft, vocab_size, input_ids, None)
+            target_runner.start(sequence)
+            draft_runner.start(sequence)
+            clock = _Clock(target_runner, draft_runner)
+
+            _time_verify(target_runner, sequence, filler, self.max_tokens, clock)
+            _time_draft(draft_runner, sequence, 1, clock)
+            for tokens in range(1, self.max_tokens + 1):
+                self.verify_samples[tokens - 1].append(_time_verify(target_runner, sequence, filler, tokens, clock))
+            self.draft_samples.append(_time_draft(draft_runner, sequence, self.max_tokens, clock))
+        self.context_tokens.append(len(sequence))
+
+    @property
+    def repeats(self) -> int:
+        return len(self.draft_samples)
+
+    def costs(self) -> CostModel:
+        """Return the cost model of the median samples, with no round overhead.
+
+        A pass over more tokens is never faster on average, so where noise makes the medians dip
+        they are replaced by the closest non-decreasing sequence.
+        """
+        if not self.draft_samples:
+            raise ValueError("no cost samples were taken")
+        medians = [statistics.median(samples) for samples in self.verify_samples]
+        return CostModel(draft_step=statistics.median(self.draft_samples), verify=tuple(pool_adjacent_violators(medians)))
+
+    def samples(self) -> dict:
+        """Return the raw samples and the verification medians before smoothing."""
+        return {
+            "repeats": self.repeats,
+            "context_tokens": list(self.context_tokens),
+            "draft_step_seconds": list(self.draft_samples),
+            "verify_seconds": {str(m): list(values) for m, values in enumerate(self.verify_samples, start=1)},
+            "verify_medians": {
+                str(m): statistics.median(values) for m, values in enumerate(self.verify_samples, start=1) if values
+            },
+        }
+
+
 def measure_costs(
     target: torch.nn.Module,
     draft: torch.nn.Module,
@@ -110,50 +188,14 @@ def measure_costs(
     max_tokens: int,
     repeats: int,
 ) -> tuple[CostModel, dict]:
-    """Measure the draft step and the target pass over 1..`max_tokens` tokens, as medians of `repeats` runs.
+    """Measure the draft step and the target pass over 1..`max_tokens` tokens, as medians of `repeats` repeats.
 
-    `input_ids` is the prompt (the encoder input for encoder-decoder models) and `sequence` the
-    committed tokens the models continue from: the prompt plus some output for decoder-only models,
-    the decoder start token plus some output otherwise. One untimed run of everything warms up
-    first. Passes over different lengths alternate within each repeat, so a slow spell on a shared
-    machine spreads over all lengths instead of skewing one. Returns the cost model (with no round
-    overhead) and the raw samples with their medians.
+    All repeats use one context (see `CostMeter.measure`). Returns the cost model, with no round
+    overhead, and the raw samples.
     """
-    if max_tokens < 1 or repeats < 1:
-        raise ValueError("max_tokens and repeats must be at least 1")
-    sequence = list(sequence)
-    if len(sequence) < 2:
-        raise ValueError("cost measurement needs a context of at least two tokens")
-    # Token values do not change the time of a pass, so the draft tokens are taken from the context.
-    filler = [sequence[i % len(sequence)] for i in range(max_tokens)]
-
-    with torch.inference_mode():
-        target_runner = make_runner(target, vocab_size, input_ids, None)
-        draft_runner = make_runner(draft, vocab_size, input_ids, None)
-        target_runner.start(sequence)
-        draft_runner.start(sequence)
-        clock = _Clock(target_runner, draft_runner)
-
-        for tokens in range(1, max_tokens + 1):
-            _time_verify(target_runner, sequence, filler, tokens, clock)
-        _time_draft(draft_runner, sequence, max_tokens, clock)
-
-        verify_samples: list[list[float]] = [[] for _ in range(max_tokens)]
-        draft_samples: list[float] = []
-        for _ in range(repeats):
-            for tokens in range(1, max_tokens + 1):
-                verify_samples[tokens - 1].append(_time_verify(target_runner, sequence, filler, tokens, clock))
-            draft_samples.append(_time_draft(draft_runner, sequence, max_tokens, clock))
-
-    # A pass over more tokens is never faster on average, so noise that makes the medians dip is
-    # smoothed out by the closest non-decreasing sequence.
-    medians = [statistics.median(samples) for samples in verify_samples]
-    costs = CostModel(draft_step=statistics.median(draft_samples), verify=tuple(pool_adjacent_violators(medians)))
-    samples = {
-        "context_tokens": len(sequence),
-        "repeats": repeats,
-        "draft_step_seconds": draft_samples,
-        "verify_seconds": {str(m): values for m, values in enumerate(verify_samples, start=1)},
-        "verify_medians": {str(m): value for m, value in enumerate(medians, start=1)},
-    }
-    return costs, samples
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    meter = CostMeter(max_tokens)
+    for _ in range(repeats):
+        meter.measure(target, draft, vocab_size, input_ids, sequence)
+    return meter.costs(), meter.samples()

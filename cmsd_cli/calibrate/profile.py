@@ -142,6 +142,8 @@ def _warn_on_other_machine(profile: dict[str, Any], pair, name: str) -> None:
     for field in ("type", "name"):
         if recorded.get(field) != current[field]:
             differences.append(f"device {recorded.get(field)!r} instead of {current[field]!r}")
+    if recorded.get("threads") != current["threads"]:
+        differences.append(f"{recorded.get('threads')} torch threads instead of {current['threads']}")
     recorded_dtype = profile.get("dtype")
     if recorded_dtype != str(pair.dtype).removeprefix("torch."):
         differences.append(f"dtype {recorded_dtype!r} instead of {str(pair.dtype).removeprefix('torch.')!r}")

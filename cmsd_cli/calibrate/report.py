@@ -30,16 +30,33 @@ def _setting_text(setting: PolicySetting) -> str:
 
 def costs_table(result: CalibrationResult) -> Table:
     costs = result.costs
-    table = Table(title="Measured costs (median of repeats)", title_justify="left")
+    check = result.cost_check
+    table = Table(title="Measured costs (median of repeats), with the recording run's medians", title_justify="left")
     table.add_column("step")
     table.add_column("ms", justify="right")
     table.add_column("x verify(1)", justify="right")
+    table.add_column("recording run ms (rounds)", justify="right")
     base = costs.verify_seconds(1)
-    table.add_row("draft step", f"{costs.draft_step * 1000:.2f}", f"{costs.draft_step / base:.2f}")
+
+    run_draft = check.get("run_draft_step_seconds")
+    table.add_row(
+        "draft step",
+        f"{costs.draft_step * 1000:.2f}",
+        f"{costs.draft_step / base:.2f}",
+        "-" if run_draft is None else f"{run_draft * 1000:.2f}",
+    )
+    run_verify = check.get("run_verify_seconds", {})
+    run_rounds = check.get("run_verify_rounds", {})
     for tokens in range(1, len(costs.verify) + 1):
         seconds = costs.verify_seconds(tokens)
-        table.add_row(f"verify {tokens} tokens", f"{seconds * 1000:.2f}", f"{seconds / base:.2f}")
-    table.add_row("round overhead", f"{costs.round_overhead * 1000:.2f}", f"{costs.round_overhead / base:.2f}")
+        observed = run_verify.get(str(tokens))
+        table.add_row(
+            f"verify {tokens} tokens",
+            f"{seconds * 1000:.2f}",
+            f"{seconds / base:.2f}",
+            "-" if observed is None else f"{observed * 1000:.2f} ({run_rounds[str(tokens)]})",
+        )
+    table.add_row("round overhead", f"{costs.round_overhead * 1000:.2f}", f"{costs.round_overhead / base:.2f}", "-")
     return table
 
 
@@ -142,6 +159,13 @@ def print_report(result: CalibrationResult, pair, estimator: str, console: Conso
         console.print(
             f"Expected speedup over the default parameters on {label}: {_number(replay, 2)}x (replay), "
             f"{_number(model, 2)}x (fitted curve).",
+            markup=False,
+        )
+    replayed = result.chosen.estimates["replay"]["train"]
+    if replayed.drafted:
+        console.print(
+            f"The replay of the chosen setting charged {replayed.assumed_tokens} of its {replayed.drafted:.0f} "
+            "drafted train tokens without a record (drafted after a rejection, past what was recorded).",
             markup=False,
         )
     fit = result.chosen_fit

@@ -3,10 +3,10 @@
 Two estimators read the recorded rounds:
 
 - replay: walk each recorded output as the candidate policy would. Every round drafts the draft's
-  recorded greedy continuation from the round's start, ends where the candidate's budget or
-  early-stop rule ends it, and accepts what the target accepted there. Greedy verification makes the output the same
-  for every policy, so only the round boundaries and costs change. This is the estimator the search
-  uses by default, because it needs no model of acceptance.
+  recorded greedy proposals from the round's start, ends where the candidate's budget or
+  early-stop rule ends it, and accepts what the target accepted there. Greedy verification makes
+  the output the same for every policy, so only the round boundaries and costs change. This is the
+  estimator the search uses by default, because it needs no model of acceptance.
 - model: for every recorded round start, the expected accepted length is the sum over i of the
   product of a(c_t) for t <= i, with a(c) the fitted acceptance curve.
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from cmsd_cli.calibrate.costs import CostModel
 from cmsd_cli.calibrate.fit import AcceptanceCurve
 from cmsd_cli.calibrate.records import LineRecord
-from cmsd_cli.policies import CmsdPolicy
+from cmsd_cli.policies import CmsdPolicy, combine_confidence
 
 ESTIMATORS = ("replay", "model")
 
@@ -84,9 +84,8 @@ class Throughput:
     rounds: int = 0
     drafted: float = 0.0
     accepted: float = 0.0
-    # Replay rounds that drafted fewer tokens than the policy would have, because the recorded
-    # continuation ended there (see `replay_throughput`).
-    truncated_rounds: int = 0
+    # Replayed draft tokens with no record, charged as drafted (see `_replay_round`).
+    assumed_tokens: int = 0
 
     @property
     def tokens_per_second(self) -> float:
@@ -110,46 +109,67 @@ class Throughput:
             "accepted": self.accepted,
             "mean_accepted": self.mean_accepted,
             "acceptance_rate": self.acceptance_rate,
-            "truncated_rounds": self.truncated_rounds,
+            "assumed_tokens": self.assumed_tokens,
         }
 
 
 @dataclass(frozen=True)
 class ReplayRound:
-    """A recorded round with its confidences for one confidence weight."""
+    """A recorded round with its confidences for one confidence weight (read by the model estimator)."""
 
     start: int
     confidences: tuple[float, ...]
     accepted: int
-    ended_by_eos: bool
 
 
 @dataclass(frozen=True)
 class ReplayLine:
-    """A recorded output: its rounds, and for every output position the round whose draft covers it."""
+    """A recorded output with confidences for one confidence weight.
+
+    Per output position: the confidence of the draft's proposal after the correct prefix, whether
+    the target accepted it, and whether it is an end-of-sequence token. `after_rejection` maps a
+    rejection position to the confidences of the tokens drafted after it and whether the last of
+    them is an end-of-sequence token.
+    """
 
     length: int
+    confidences: tuple[float | None, ...]
+    accepted: tuple[bool, ...]
+    is_eos: tuple[bool, ...]
+    after_rejection: dict[int, tuple[tuple[float, ...], bool]]
+    max_new_tokens: int | None
     rounds: tuple[ReplayRound, ...]
-    owner: tuple[int, ...]
 
 
 def replay_lines(lines: Sequence[LineRecord], weight: float) -> list[ReplayLine]:
     """Prepare recorded lines for the estimators, computing each token's confidence for `weight`."""
     prepared = []
     for line in lines:
-        rounds = []
-        owner: list[int] = []
-        for index, round_ in enumerate(line.rounds):
-            rounds.append(
-                ReplayRound(round_.start, round_.confidences(weight), round_.accepted, round_.ended_by_eos)
+        confidences = tuple(
+            None if proposal is None else combine_confidence(proposal.entropy, proposal.margin, weight)
+            for proposal in line.proposals
+        )
+        prepared.append(
+            ReplayLine(
+                length=line.length,
+                confidences=confidences,
+                accepted=tuple(proposal is not None and proposal.accepted for proposal in line.proposals),
+                is_eos=tuple(proposal is not None and proposal.is_eos for proposal in line.proposals),
+                after_rejection={
+                    position: (tokens.confidences(weight), tokens.ends_with_eos)
+                    for position, tokens in line.after_rejection.items()
+                },
+                max_new_tokens=line.max_new_tokens,
+                rounds=tuple(
+                    ReplayRound(round_.start, round_.confidences(weight), round_.accepted) for round_ in line.rounds
+                ),
             )
-            owner.extend([index] * round_.emitted)
-        prepared.append(ReplayLine(length=line.length, rounds=tuple(rounds), owner=tuple(owner)))
+        )
     return prepared
 
 
-def _draft_count(confidences: Sequence[float], budget: int, theta: float) -> tuple[int, bool]:
-    """Return how many tokens a policy drafts from `confidences`, and whether it stopped on its own rule.
+def _draft_count(confidences: Sequence[float], budget: int, theta: float) -> int:
+    """Return how many of `confidences` a policy with this budget and early-stop threshold drafts.
 
     Like `CmsdPolicy.keep_drafting`, a token below `theta` is still drafted and ends the round.
     """
@@ -157,21 +177,68 @@ def _draft_count(confidences: Sequence[float], budget: int, theta: float) -> tup
     for confidence in confidences:
         drafted += 1
         if drafted >= budget or confidence < theta:
-            return drafted, True
-    return drafted, False
+            break
+    return drafted
+
+
+@dataclass
+class _ReplayRound:
+    drafted: int = 0
+    accepted: int = 0
+    confidences: list[float] = field(default_factory=list)
+    assumed: int = 0  # drafted tokens with no record, charged without a confidence
+
+
+def _replay_round(line: ReplayLine, start: int, limit: int, theta: float) -> _ReplayRound:
+    """Draft from output position `start` by the candidate's rules, for at most `limit` tokens."""
+    result = _ReplayRound()
+    position = start
+
+    # The draft's proposals after a correct prefix, up to and including the first rejected one.
+    while result.drafted < limit:
+        confidence = line.confidences[position] if position < line.length else None
+        if confidence is None:
+            # Past the output's end (a stop string cut it) or an unfilled position: nothing on record.
+            result.assumed = limit - result.drafted
+            result.drafted = limit
+            return result
+        result.drafted += 1
+        result.confidences.append(confidence)
+        if not line.accepted[position]:
+            break
+        result.accepted += 1
+        if line.is_eos[position] or confidence < theta:
+            return result
+        position += 1
+    else:
+        return result
+
+    # Rejected at `position`. The draft goes on from its own rejected token, so these tokens are
+    # wasted work, drafted until the budget, the early stop or an end-of-sequence token.
+    if line.is_eos[position] or result.drafted >= limit or confidence < theta:
+        return result
+    after, ends_with_eos = line.after_rejection.get(position, ((), False))
+    for confidence in after:
+        result.drafted += 1
+        result.confidences.append(confidence)
+        if result.drafted >= limit or confidence < theta:
+            return result
+    if ends_with_eos:
+        return result
+    # NOTE: the record ends before the candidate would stop, so the rest is charged as drafted
+    # with no early stop. This can only overstate the cost, so the estimate errs low for long budgets.
+    result.assumed = limit - result.drafted
+    result.drafted = limit
+    return result
 
 
 def replay_throughput(lines: Sequence[ReplayLine], setting: PolicySetting, costs: CostModel) -> Throughput:
     """Estimate the throughput of `setting` by replaying the recorded outputs with its rules.
 
-    A round that starts at output position P inside recorded round r drafts the rest of r's
-    continuation: the draft is greedy and its prefix up to P was accepted, so it would propose
-    exactly those tokens. Its accepted count is what the target accepted of them.
-
-    NOTE: a round can start late in a recorded round whose tokens were all accepted, where the
-    recorded continuation ends before the candidate's budget. The candidate then drafts only the
-    tokens on record, so long budgets are estimated slightly low. Recording longer drafts than the
-    maximum k_max searched would remove this.
+    Greedy verification gives the same output for every policy, and the draft is greedy, so from
+    any output position the candidate drafts the recorded proposals after the correct prefix until
+    the first one the target rejected. Its round ends by its budget and early-stop rules, and by the
+    room `max_new_tokens` leaves, as in the engine.
     """
     total = Throughput()
     theta = setting.theta_draft
@@ -180,23 +247,20 @@ def replay_throughput(lines: Sequence[ReplayLine], setting: PolicySetting, costs
         policy.reset()
         position = 0
         while position < line.length:
-            round_ = line.rounds[line.owner[position]]
-            offset = position - round_.start
-            continuation = round_.confidences[offset:]
-
-            budget = policy.budget()
-            drafted, stopped = _draft_count(continuation, budget, theta)
-            if not stopped and not round_.ended_by_eos:
-                total.truncated_rounds += 1
-            accepted = min(drafted, round_.accepted - offset)
-            emitted = min(accepted + 1, line.length - position)
+            limit = policy.budget()
+            if line.max_new_tokens is not None:
+                # The engine drafts at most one token less than the room left, so the last comes from the target.
+                limit = max(0, min(limit, line.max_new_tokens - position - 1))
+            round_ = _replay_round(line, position, limit, theta)
+            emitted = min(round_.accepted + 1, line.length - position)
 
             total.rounds += 1
-            total.drafted += drafted
-            total.accepted += accepted
+            total.drafted += round_.drafted
+            total.accepted += round_.accepted
             total.tokens += emitted
-            total.seconds += costs.round_seconds(drafted)
-            policy.observe(drafted, accepted, list(continuation[:drafted]))
+            total.assumed_tokens += round_.assumed
+            total.seconds += costs.round_seconds(round_.drafted)
+            policy.observe(round_.drafted, round_.accepted, round_.confidences)
             position += emitted
     return total
 
@@ -216,7 +280,7 @@ def model_throughput(
         policy = setting.make_policy()
         policy.reset()
         for round_ in line.rounds:
-            drafted, _ = _draft_count(round_.confidences, policy.budget(), theta)
+            drafted = _draft_count(round_.confidences, policy.budget(), theta)
 
             expected_accepted = 0.0
             all_accepted = 1.0

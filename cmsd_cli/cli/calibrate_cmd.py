@@ -92,8 +92,14 @@ def calibrate(
         typer.Option("--holdout", help="Share of the lines, from the end, held out to check the fit.", min=0.01, max=0.9),
     ] = 0.2,
     repeats: Annotated[
-        int, typer.Option("--repeats", help="Timing repeats per measured step; the median is used.", min=1)
-    ] = 5,
+        int,
+        typer.Option(
+            "--repeats",
+            help="Timing repeats of each draft step and target pass length, taken between input lines "
+            "so they see the same machine load as the decoding; the median is used.",
+            min=1,
+        ),
+    ] = 7,
     estimator: Annotated[
         Literal["replay", "model"],
         typer.Option(
