@@ -83,10 +83,17 @@ def test_only_set_parameters_are_passed() -> None:
     assert decoding.engine_kwargs()["verify_params"] is None
 
 
-def test_unknown_policy_is_rejected_by_click() -> None:
-    result = CliRunner().invoke(make_app({}), ["run", "--policy", "fastest"])
+def test_unknown_policy_is_one_line_error(tmp_path) -> None:
+    from cmsd_cli.app import app
 
-    assert result.exit_code == 2
+    source = tmp_path / "in.txt"
+    source.write_text("Hello.\n")
+    for flag, value in (("--policy", "fastest"), ("--verify", "nope")):
+        result = CliRunner().invoke(app, ["translate", "--src", "en", "--tgt", "de", flag, value, str(source)])
+
+        assert result.exit_code == 2
+        assert f"Unknown {flag} '{value}'" in result.output
+        assert "Traceback" not in result.output
 
 
 def test_help_groups_model_and_decoding_panels() -> None:

@@ -136,7 +136,12 @@ def check_preset_task(models: ModelOptions, spec: TaskSpec) -> None:
 
 def check_policy_parameters(decoding: DecodingOptions) -> None:
     """Reject a policy or verification option that the chosen rule does not take, or a value it rejects."""
-    from cmsd_cli.policies import make_policy, make_verifier, parameter_names
+    from cmsd_cli.policies import POLICIES, VERIFIERS, make_policy, make_verifier, parameter_names
+
+    if decoding.policy not in POLICIES:
+        raise UserInputError(f"Unknown --policy {decoding.policy!r}, so choose one of: {', '.join(POLICIES)}.")
+    if decoding.verify not in VERIFIERS:
+        raise UserInputError(f"Unknown --verify {decoding.verify!r}, so choose one of: {', '.join(VERIFIERS)}.")
 
     checks = (
         ("policy", decoding.policy, "--policy", decoding.policy_params()),

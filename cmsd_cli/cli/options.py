@@ -276,7 +276,7 @@ def _decoding_parameters(max_new_tokens: int) -> list[inspect.Parameter]:
         option(
             "policy",
             Annotated[
-                Literal[POLICIES],
+                str,
                 decoding(
                     "--policy",
                     help="Draft-length policy: 'cmsd' sets the draft length from the draft's confidence; "
@@ -288,7 +288,7 @@ def _decoding_parameters(max_new_tokens: int) -> list[inspect.Parameter]:
         option(
             "verify",
             Annotated[
-                Literal[VERIFY_MODES],
+                str,
                 decoding(
                     "--verify",
                     help="Verification rule: 'greedy' gives exactly the target's greedy output, 'sample' its "
