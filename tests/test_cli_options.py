@@ -123,3 +123,14 @@ def test_profile_missing_file_is_user_error(tmp_path) -> None:
 def test_unknown_preset_is_user_error() -> None:
     with pytest.raises(UserInputError, match="Unknown preset 'nope', expected one of: .*offline"):
         ModelOptions(preset="nope").check()
+
+
+def test_same_source_and_target_language_is_rejected(tmp_path) -> None:
+    from cmsd_cli.app import app
+
+    source = tmp_path / "in.txt"
+    source.write_text("Hello.\n")
+    result = CliRunner().invoke(app, ["translate", "--src", "en", "--tgt", "EN", str(source)])
+
+    assert result.exit_code == 2
+    assert "--src and --tgt are both 'en'" in result.output

@@ -120,6 +120,9 @@ def check_languages(spec: TaskSpec) -> None:
         except UnknownLanguageError as error:
             raise UserInputError(str(error)) from error
 
+    if spec.src is not None and spec.tgt is not None and spec.src.lower() == spec.tgt.lower():
+        raise UserInputError(f"--src and --tgt are both {spec.src!r}, so give two different languages.")
+
 
 def check_preset_task(models: ModelOptions, spec: TaskSpec) -> None:
     """Reject a preset made for another task, such as translation with a summarization preset."""
