@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cmsd_cli.engine.loop import cut_at_stop_string
+
 
 @dataclass(frozen=True)
 class CutOutput:
@@ -18,11 +20,6 @@ class CutOutput:
     tokens: list[int]
     text: str | None
     finish_reason: str  # "eos", "stop_string" or "length"
-
-
-def _first_stop(text: str, stop_strings: Sequence[str]) -> int | None:
-    positions = [text.find(stop) for stop in stop_strings if stop and stop in text]
-    return min(positions) if positions else None
 
 
 def cut_output(
@@ -46,15 +43,11 @@ def cut_output(
     if tokenizer is None:
         return CutOutput(kept, None, finish_reason)
 
-    text = tokenizer.decode(kept, skip_special_tokens=True)
-    position = _first_stop(text, stop_strings) if stop_strings else None
-    if position is None:
-        return CutOutput(kept, text, finish_reason)
+    if not stop_strings:
+        return CutOutput(kept, tokenizer.decode(kept, skip_special_tokens=True), finish_reason)
 
-    # The shortest prefix whose text contains a stop string ends with the token that completes it.
-    for length in range(1, len(kept)):
-        prefix_text = tokenizer.decode(kept[:length], skip_special_tokens=True)
-        prefix_position = _first_stop(prefix_text, stop_strings)
-        if prefix_position is not None:
-            return CutOutput(kept[:length], prefix_text[:prefix_position], "stop_string")
-    return CutOutput(kept, text[:position], "stop_string")
+    # The same rule as the engine's, so every method's output is cut identically.
+    cut_tokens, cut_text = cut_at_stop_string(kept, tokenizer, stop_strings)
+    if cut_text is None:
+        return CutOutput(kept, tokenizer.decode(kept, skip_special_tokens=True), finish_reason)
+    return CutOutput(cut_tokens, cut_text, "stop_string")

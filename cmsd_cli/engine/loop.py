@@ -85,7 +85,7 @@ class _Clock:
 def _distribution(
     logits: torch.Tensor, warpers: LogitsProcessorList, prefix: list[int], sampling: bool
 ) -> torch.Tensor:
-    """The next-token distribution the draft proposes from: warped when sampling, plain softmax otherwise."""
+    """Compute the draft's next-token distribution: warped when sampling, a plain softmax otherwise."""
     if sampling and warpers:
         ids = torch.tensor([prefix], dtype=torch.long, device=logits.device)
         logits = warpers(ids, logits[None, :].clone())[0]
@@ -160,10 +160,10 @@ def _draft_tokens(
 
 
 class _StopStringTokens:
-    """Tells whether one token's own text contains a stop string, caching the answer per token id.
+    """Check whether one token's own text contains a stop string, caching the result per token id.
 
     Stop strings that span several tokens are not detected here; the output is still cut correctly
-    by `_cut_at_stop_string`, and only the early end of drafting is missed.
+    by `cut_at_stop_string`, and only the early end of drafting is missed.
     """
 
     def __init__(self, tokenizer, stop_strings: Sequence[str] | None) -> None:
@@ -185,7 +185,7 @@ def _first_stop_string(text: str, stop_strings: Sequence[str]) -> int | None:
     return min(positions) if positions else None
 
 
-def _cut_at_stop_string(tokens: list[int], tokenizer, stop_strings: Sequence[str]) -> tuple[list[int], str | None]:
+def cut_at_stop_string(tokens: list[int], tokenizer, stop_strings: Sequence[str]) -> tuple[list[int], str | None]:
     """Shorten `tokens` to the shortest prefix whose text contains a stop string, and cut the text there.
 
     Returns the tokens unchanged and None when no stop string occurs.
@@ -399,7 +399,7 @@ def speculative_generate(
             trace.append(record)
 
             if stop_strings:
-                cut_tokens, cut_text = _cut_at_stop_string(new_tokens, tokenizer, stop_strings)
+                cut_tokens, cut_text = cut_at_stop_string(new_tokens, tokenizer, stop_strings)
                 if cut_text is not None:
                     dropped = len(new_tokens) - len(cut_tokens)
                     if dropped:

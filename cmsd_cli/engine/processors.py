@@ -56,7 +56,7 @@ def build_logits_processors(
 
     `prompt_length` is the length of the sequence the processors see before the first new token
     (the prompt for decoder-only models, the decoder start token for encoder-decoder models).
-    `overrides` holds caller settings (repetition_penalty, no_repeat_ngram_size, min_new_tokens)
+    `overrides` contains caller settings (repetition_penalty, no_repeat_ngram_size, min_new_tokens)
     that take precedence over the generation config.
     """
     config = _generation_config(model)
