@@ -121,6 +121,11 @@ def test_missing_profile_is_rejected(tmp_path: Path) -> None:
         load_profile(tmp_path / "absent.json", cpu_pair())
 
 
+def test_profile_folder_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(InvalidProfileError, match="is a folder, but a profile JSON file written by 'cmsd calibrate --out'"):
+        load_profile(tmp_path, cpu_pair())
+
+
 def test_profile_from_other_device_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "gpu.json"
     other_device = {**device_description(torch.device("cpu")), "type": "cuda"}

@@ -290,6 +290,20 @@ def test_bad_profile_is_one_line_exit_2(tmp_path: Path, translate_args: list[str
     assert str(profile) in result.stderr
 
 
+def test_profile_folder_is_one_line_exit_2(tmp_path: Path, translate_args: list[str]) -> None:
+    source = write_lines(tmp_path / "in.txt", ["Hello."])
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+
+    result = invoke(translate_args + ["--profile", str(folder), source])
+
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"Error: Profile '{folder}' is a folder, but a profile JSON file written by 'cmsd calibrate --out' is expected."
+    ]
+
+
 def test_missing_file_fails_before_models_load(tmp_path: Path) -> None:
     missing = str(tmp_path / "missing.txt")
 

@@ -73,6 +73,10 @@ def read_profile(path: str | os.PathLike) -> dict[str, Any]:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError as error:
         raise InvalidProfileError(f"Profile '{name}' not found, so check the path or run 'cmsd calibrate'.") from error
+    except IsADirectoryError as error:
+        raise InvalidProfileError(
+            f"Profile '{name}' is a folder, but a profile JSON file written by 'cmsd calibrate --out' is expected."
+        ) from error
     except (OSError, UnicodeDecodeError) as error:
         raise InvalidProfileError(f"Profile '{name}' could not be read ({error}), so check the file.") from error
     try:

@@ -94,7 +94,12 @@ class DecodingOptions:
     profile: Optional[Path] = None
 
     def check(self) -> None:
-        """Reject a profile path that does not exist before any model is loaded."""
+        """Reject a profile path that is a folder or does not exist before any model is loaded."""
+        if self.profile is not None and self.profile.is_dir():
+            raise UserInputError(
+                f"Profile '{self.profile}' is a folder, but a profile JSON file written by "
+                "'cmsd calibrate --out' is expected."
+            )
         if self.profile is not None and not self.profile.is_file():
             raise UserInputError(
                 f"Profile file '{self.profile}' not found, so check the path or write one with 'cmsd calibrate'."
