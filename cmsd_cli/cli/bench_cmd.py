@@ -27,6 +27,11 @@ logger = logging.getLogger(__name__)
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what a shell reports for a program stopped by Ctrl-C
 
 
+# translate and summarize take --policy and --verify, so bench keeps them as hidden options and
+# rejects them with a message that points to --methods instead of click's "No such option".
+RejectedRuleOption = Annotated[Optional[str], typer.Option(hidden=True, show_default=False)]
+
+
 @dataclass(frozen=True)
 class BenchRequest:
     """The command's own options, apart from the shared model and decoding options."""
@@ -60,12 +65,12 @@ class BenchInputs:
 @app.command(
     help="Compare decoding methods on the same model pair and inputs: speed, agreement with target-only "
     "greedy decoding ('ar') and, with references, BLEU and chrF (translate) or ROUGE (summarize). "
-    "The table goes to stdout, progress to stderr. Each method sets its own policy and verification, "
-    "so --policy and --verify are not used; the other decoding options apply to every method that "
+    "The table goes to stdout, progress to stderr. Each method sets its own draft-length policy and "
+    "verification rule, so --methods chooses them. The decoding options apply to every method that "
     "takes them.",
 )
 @model_options
-@decoding_options(max_new_tokens=128)
+@decoding_options(max_new_tokens=128, omit=("policy", "verify"))
 def bench(
     task: Annotated[
         Literal["translate", "summarize"],
@@ -116,6 +121,8 @@ def bench(
             "--plot", help="Also write a PNG with the speedup per method and cmsd's draft length per iteration."
         ),
     ] = None,
+    policy: RejectedRuleOption = None,
+    verify: RejectedRuleOption = None,
     models: ModelOptions = ModelOptions(),
     decoding: DecodingOptions = DecodingOptions(),
 ) -> None:
@@ -125,6 +132,7 @@ def bench(
     console = stderr_console()
     handler = attach_log_handler(console)
     try:
+        reject_rule_options(policy=policy, verify=verify)
         specs = check_request(request, models, decoding)
         inputs = read_inputs(request)
         with (
@@ -140,6 +148,16 @@ def bench(
         raise typer.Exit(INTERRUPTED_EXIT_CODE)
     finally:
         detach_log_handler(handler)
+
+
+def reject_rule_options(*, policy: Optional[str], verify: Optional[str]) -> None:
+    """Reject --policy and --verify, which the other decoding commands take but bench does not."""
+    for option, value in (("--policy", policy), ("--verify", verify)):
+        if value is not None:
+            raise UserInputError(
+                f"cmsd bench takes no {option} because each method sets its own policy and verification rule, "
+                "so choose methods with --methods instead (for example --methods ar,static,cmsd)."
+            )
 
 
 def check_request(request: BenchRequest, models: ModelOptions, decoding: DecodingOptions) -> list[MethodSpec]:

@@ -478,14 +478,22 @@ def model_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return _replace_parameter(function, "models", ModelOptions, _model_parameters())
 
 
-def decoding_options(*, max_new_tokens: int = 128) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def decoding_options(
+    *, max_new_tokens: int = 128, omit: tuple[str, ...] = ()
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a command the policy, verification, sampling and --profile options, packed into `decoding`.
 
-    `max_new_tokens` is the command's default for --max-new-tokens.
+    `max_new_tokens` is the command's default for --max-new-tokens. `omit` names DecodingOptions
+    fields the command does not offer, such as ("policy", "verify"); those keep their defaults.
     """
+    known = {field.name for field in dataclasses.fields(DecodingOptions)}
+    unknown = sorted(set(omit) - known)
+    if unknown:
+        raise TypeError(f"decoding_options cannot omit {unknown}, because DecodingOptions has no such fields")
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-        return _replace_parameter(function, "decoding", DecodingOptions, _decoding_parameters(max_new_tokens))
+        parameters = [parameter for parameter in _decoding_parameters(max_new_tokens) if parameter.name not in omit]
+        return _replace_parameter(function, "decoding", DecodingOptions, parameters)
 
     return decorate
 
