@@ -5,9 +5,11 @@ from __future__ import annotations
 import typer
 
 from cmsd_cli import __version__
+from cmsd_cli.cli.help_format import PlainFlagGroup
 
 app = typer.Typer(
     name="cmsd",
+    cls=PlainFlagGroup,
     help="Confidence-modulated speculative decoding: translate and summarize with Hugging Face models, faster.",
     no_args_is_help=True,
     add_completion=False,

@@ -7,10 +7,30 @@ from typer.testing import CliRunner
 
 from cmsd_cli.app import app
 
+COMMANDS = [[], ["translate"], ["summarize"], ["bench"], ["calibrate"], ["models"]]
+
+
 def help_text(command: list[str]) -> str:
     result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "120"})
     assert result.exit_code == 0, result.output
     return result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda command: " ".join(command) or "cmsd")
+def test_help_shows_no_bool_placeholder(command: list[str]) -> None:
+    text = help_text(command)
+
+    assert "--help" in text
+    assert "<bool>" not in text
+
+
+def test_help_keeps_flag_pairs_and_value_types() -> None:
+    text = help_text(["translate"])
+
+    assert "--live" in text
+    assert "--no-live" in text
+    assert "--jsonl" in text
+    assert "<int range>" in text  # options that take a value still show its type
 
 
 def test_bench_help_offers_no_policy_or_verify() -> None:

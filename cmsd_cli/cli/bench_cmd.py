@@ -19,6 +19,7 @@ from cmsd_cli.bench.methods import (
     parse_method_list,
 )
 from cmsd_cli.cli.errors import UserInputError, fail
+from cmsd_cli.cli.help_format import PlainFlagCommand
 from cmsd_cli.cli.options import DecodingOptions, ModelOptions, decoding_options, model_options
 from cmsd_cli.ui.console import attach_log_handler, detach_log_handler, library_progress_bars_disabled, stderr_console
 
@@ -63,6 +64,7 @@ class BenchInputs:
 
 
 @app.command(
+    cls=PlainFlagCommand,
     help="Compare decoding methods on the same model pair and inputs: speed, agreement with target-only "
     "greedy decoding ('ar') and, with references, BLEU and chrF (translate) or ROUGE (summarize). "
     "The table goes to stdout, progress to stderr. Each method sets its own draft-length policy and "

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from cmsd_cli.app import app
 from cmsd_cli.cli.errors import UserInputError, fail
+from cmsd_cli.cli.help_format import PlainFlagCommand
 from cmsd_cli.cli.options import ModelOptions, model_options
 from cmsd_cli.ui.console import attach_log_handler, detach_log_handler, library_progress_bars_disabled, stderr_console
 
@@ -43,6 +44,7 @@ class CalibrateRequest:
 
 
 @app.command(
+    cls=PlainFlagCommand,
     help="Decode inputs with a fixed draft length and greedy verification, fit how often the target accepts "
     "a draft token at each draft confidence, time draft steps and target passes on this machine, and pick "
     "the cmsd policy parameters (k_min, k_max, theta_draft, confidence weight) with the highest expected "

@@ -12,6 +12,7 @@ import typer
 from cmsd_cli.app import app
 from cmsd_cli.cli.errors import UserInputError, fail
 from cmsd_cli.cli.generate import TaskSpec, build_line_prompt, run_lines
+from cmsd_cli.cli.help_format import PlainFlagCommand
 from cmsd_cli.cli.io import LineWriter, check_output_path, open_inputs, silence_stdout
 from cmsd_cli.cli.options import DecodingOptions, ModelOptions, decoding_options, model_options
 from cmsd_cli.ui.console import (
@@ -71,6 +72,7 @@ LONG_INPUT_HELP = (
 
 
 @app.command(
+    cls=PlainFlagCommand,
     help="Translate text, one sentence per input line, with speculative decoding. "
     "Empty lines give empty output lines. " + LONG_INPUT_HELP,
 )
@@ -91,6 +93,7 @@ def translate(
 
 
 @app.command(
+    cls=PlainFlagCommand,
     help="Summarize documents, one document per input line, with speculative decoding. "
     "Empty lines give empty output lines. " + LONG_INPUT_HELP,
 )

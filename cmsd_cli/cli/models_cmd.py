@@ -6,12 +6,13 @@ from rich.console import Console
 from rich.table import Table
 
 from cmsd_cli.app import app
+from cmsd_cli.cli.help_format import PlainFlagCommand
 
 # Narrower terminals (and pipes, which rich treats as 80 columns) get the table without descriptions.
 _MIN_WIDTH_FOR_DESCRIPTIONS = 140
 
 
-@app.command("models")
+@app.command("models", cls=PlainFlagCommand)
 def models_command() -> None:
     """List the model presets and whether each is available offline (no weights are loaded)."""
     from cmsd_cli.models import DEFAULT_PRESET, PRESETS, cache_root, preset_availability
