@@ -136,6 +136,25 @@ def test_jsonl_fields_and_counters(tmp_path: Path, translate_args: list[str]) ->
         assert record["finish_reason"] in ("eos", "length", "stop_string")
 
 
+def test_jsonl_undefined_rates_are_null(tmp_path: Path, translate_args: list[str]) -> None:
+    source = write_lines(tmp_path / "in.txt", ["The cat sat on the mat.", ""])
+
+    result = invoke(translate_args + ["--jsonl", source])
+
+    assert result.exit_code == 0, result.stderr
+    assert '"acceptance_rate": null' in result.stdout.splitlines()[1]
+    generated, empty = jsonl_records(result.stdout)
+    assert empty["acceptance_rate"] is None
+    assert empty["mean_accepted"] is None
+    assert empty["tokens_per_second"] is None
+    assert empty["seconds"] == 0.0
+    assert empty["drafted"] == 0
+    assert generated["drafted"] > 0
+    assert generated["acceptance_rate"] == generated["accepted"] / generated["drafted"]
+    assert isinstance(generated["mean_accepted"], float)
+    assert generated["tokens_per_second"] == pytest.approx(generated["new_tokens"] / generated["seconds"])
+
+
 def test_jsonl_matches_direct_engine_call(tmp_path: Path, translate_args: list[str], model_dirs) -> None:
     from cmsd_cli.engine import speculative_generate
     from cmsd_cli.models import load_pair

@@ -13,7 +13,6 @@ from cmsd_cli.cli.io import InputLine, LineWriter, flatten
 logger = logging.getLogger(__name__)
 
 COUNT_FIELDS = ("new_tokens", "target_calls", "drafted", "accepted")
-RATE_FIELDS = ("acceptance_rate", "mean_accepted", "seconds")
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,24 @@ class LineResult:
     def empty(self) -> bool:
         return not self.line.text.strip()
 
+    def rates(self) -> dict[str, Optional[float]]:
+        """Return acceptance_rate, mean_accepted, seconds and tokens_per_second for this line.
+
+        A rate whose denominator is zero (nothing drafted, no iteration, no generation time) is None,
+        so JSON output has null there instead of a 0.0 that reads like a measurement.
+        """
+        drafted = self.stats.get("drafted", 0)
+        accepted = self.stats.get("accepted", 0)
+        iterations = self.stats.get("iterations", 0)
+        new_tokens = self.stats.get("new_tokens", 0)
+        seconds = self.stats.get("seconds", 0.0)
+        return {
+            "acceptance_rate": accepted / drafted if drafted else None,
+            "mean_accepted": accepted / iterations if iterations else None,
+            "seconds": seconds,
+            "tokens_per_second": new_tokens / seconds if seconds > 0 else None,
+        }
+
     def to_json(self) -> str:
         """Serialise as one JSON object; `index` is the 0-based position of the line in the whole run."""
         record: dict[str, Any] = {
@@ -51,8 +68,7 @@ class LineResult:
         }
         for name in COUNT_FIELDS:
             record[name] = self.stats.get(name, 0)
-        for name in RATE_FIELDS:
-            record[name] = self.stats.get(name, 0.0)
+        record.update(self.rates())
         record["truncated"] = self.truncated
         return json.dumps(record, ensure_ascii=False)
 
