@@ -64,7 +64,8 @@ def test_local_folder_loads_target_only(target_folder):
     with torch.no_grad():
         expected = tiny_models.llama()(prompt).logits
         loaded = pair.target(prompt).logits
-    assert torch.equal(loaded, expected)
+    # Same weights; only the CPU Linear kernel that load_pair selects may round differently.
+    torch.testing.assert_close(loaded, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_local_draft_folder_is_loaded_beside_target(tmp_path, target_folder):

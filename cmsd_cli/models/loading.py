@@ -15,7 +15,7 @@ import torch
 from cmsd_cli.models import packaged
 from cmsd_cli.models.device import resolve_device, resolve_dtype
 from cmsd_cli.models.errors import ModelLoadError
-from cmsd_cli.models.kernels import use_multi_row_head_kernel
+from cmsd_cli.models.kernels import use_skinny_linear_kernels
 from cmsd_cli.models.gguf_cache import converted_gguf, model_class_for
 from cmsd_cli.models.hub import load_from_hub
 from cmsd_cli.models.presets import DEFAULT_PRESET, get_preset
@@ -140,9 +140,12 @@ def load_pair(
             "(tokenizer.save_pretrained) and try again."
         )
 
-    # Verification scores several positions per target call, which this kernel makes cheaper on the CPU.
-    # It is set after the self-draft is built, so the draft's own quantised head is not affected.
-    use_multi_row_head_kernel(loaded_target.model)
+    # Decoding feeds one row per step and verification a few; these kernels make both cheaper on the
+    # CPU for every method alike, target-only decoding included. The self-draft is built before this
+    # and its quantised layers are not nn.Linear, so only a separately loaded draft is affected.
+    use_skinny_linear_kernels(loaded_target.model)
+    if draft_model is not None:
+        use_skinny_linear_kernels(draft_model)
 
     config = loaded_target.model.config
     return ModelPair(
