@@ -148,7 +148,8 @@ class AssistedGenerator:
             raise ValueError(f"{spec.name!r} is not a transformers assisted-generation method")
         self.spec = spec
         self.target = target
-        self.draft = draft
+        # A draft that transformers cannot run itself (the lean self-draft) offers the same draft as modules.
+        self.draft = getattr(draft, "hf_model", draft)
         self.num_assistant_tokens = num_assistant_tokens
         self.confidence_threshold = confidence_threshold if spec.confidence_stop else 0.0
 
@@ -180,6 +181,11 @@ class AssistedGenerator:
         stopping = StoppingCriteriaList()
         if stop_strings and tokenizer is not None:
             stopping.append(StopStringsAnywhere(tokenizer, stop_strings, prompt_length))
+
+        head = self.draft.get_output_embeddings()
+        if hasattr(head, "set_prompt_tokens"):
+            # As in cmsd's engine: the tokens of the prompt are draftable besides the frequent ones.
+            head.set_prompt_tokens(input_ids.reshape(-1).tolist())
 
         config = self.draft.generation_config
         saved = {name: getattr(config, name, None) for name in _ASSISTANT_FIELDS}

@@ -118,13 +118,22 @@ def _draft_tokens(
     confidence: list[float] = []
     stop = DRAFT_STOP_BUDGET if limit == budget else DRAFT_STOP_TOKEN_BUDGET
 
+    # A draft head over part of the vocabulary can skip filling in the rest (-inf) when only the
+    # argmax and the confidence are needed; the entropy and margin come out the same either way.
+    compact_ids = runner.compact_ids if not sampling and not processors else None
+    compact = compact_ids is not None
+
     if limit > 0:
-        logits = runner.feed(runner.pending(sequence), logits_to_keep=1)[0]
+        logits = runner.feed(runner.pending(sequence), logits_to_keep=1, compact=compact)[0]
     while len(tokens) < limit:
         prefix = sequence + tokens
         logits = process_block(processors, prefix, [], logits[None, :])[0] if processors else logits
         q = _distribution(logits, warpers, prefix, sampling)
-        token = int(torch.multinomial(q, 1, generator=generator)) if sampling else int(q.argmax())
+        if sampling:
+            token = int(torch.multinomial(q, 1, generator=generator))
+        else:
+            index = int(q.argmax())
+            token = int(compact_ids[index]) if compact else index
         step = step_confidence(q, policy.confidence_weight)
 
         tokens.append(token)
@@ -145,7 +154,7 @@ def _draft_tokens(
             stop = DRAFT_STOP_LOW_CONFIDENCE
             break
         if len(tokens) < limit:
-            logits = runner.feed([token], logits_to_keep=1)[0]
+            logits = runner.feed([token], logits_to_keep=1, compact=compact)[0]
 
     return _Draft(
         tokens=tokens,

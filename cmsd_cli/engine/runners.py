@@ -45,6 +45,14 @@ class ModelRunner:
         self.vocab_size = vocab_size
         self.cached_tokens: list[int] = []
         self.forward_calls = 0
+        # A head that can return logits over its own tokens only (the self-int8-top drafts' FrequentTokenHead).
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        self.compact_head = head if hasattr(head, "set_prompt_tokens") else None
+
+    @property
+    def compact_ids(self) -> torch.Tensor | None:
+        """Vocabulary ids of the columns of compact logits, or None when the model cannot return them."""
+        return self.compact_head.token_ids if self.compact_head is not None else None
 
     def start(self, sequence: list[int]) -> None:
         """Prefill the cache with all committed tokens but the last, which the next `feed` sends."""
@@ -68,15 +76,25 @@ class ModelRunner:
         """Committed tokens that the cache does not hold yet (always at least the last one)."""
         return sequence[len(self.cached_tokens) :]
 
-    def feed(self, tokens: list[int], logits_to_keep: int) -> torch.Tensor:
+    def feed(self, tokens: list[int], logits_to_keep: int, compact: bool = False) -> torch.Tensor:
         """Run the model on `tokens`, append them to the cache, and return the last `logits_to_keep` logits.
 
-        The result has shape [logits_to_keep, vocab_size], in float32.
+        The result has shape [logits_to_keep, vocab_size], in float32. With `compact` and a model whose
+        head supports it (`compact_ids` is not None), it is [logits_to_keep, len(compact_ids)] instead.
         """
         ids = torch.tensor([tokens], dtype=torch.long, device=self.device)
-        logits = self._forward(ids, logits_to_keep)
+        compact = compact and self.compact_head is not None
+        if compact:
+            self.compact_head.compact = True
+        try:
+            logits = self._forward(ids, logits_to_keep)
+        finally:
+            if compact:
+                self.compact_head.compact = False
         self.forward_calls += 1
         self.cached_tokens.extend(tokens)
+        if compact:
+            return logits[0, -logits_to_keep:].float()
         return logits[0, -logits_to_keep:, : self.vocab_size].float()
 
     def _forward(self, ids: torch.Tensor, logits_to_keep: int) -> torch.Tensor:
@@ -91,7 +109,8 @@ class CausalRunner(ModelRunner):
 
     def __init__(self, model: torch.nn.Module, vocab_size: int) -> None:
         super().__init__(model, vocab_size)
-        self.cache = _new_self_attention_cache()
+        # A model with its own cache type (the lean self-draft) provides it; it rolls back with `truncate`.
+        self.cache = model.new_cache() if hasattr(model, "new_cache") else _new_self_attention_cache()
 
     def start(self, sequence: list[int]) -> None:
         if len(sequence) > 1:
@@ -103,7 +122,10 @@ class CausalRunner(ModelRunner):
         return output.logits
 
     def _truncate(self, length: int) -> None:
-        _truncate_layers(self.cache, length)
+        if hasattr(self.cache, "truncate"):
+            self.cache.truncate(length)
+        else:
+            _truncate_layers(self.cache, length)
 
 
 class Seq2SeqRunner(ModelRunner):
@@ -155,8 +177,13 @@ def make_runner(
     attention_mask: torch.Tensor | None,
 ) -> ModelRunner:
     if model.config.is_encoder_decoder:
-        return Seq2SeqRunner(model, vocab_size, input_ids, attention_mask)
-    return CausalRunner(model, vocab_size)
+        runner = Seq2SeqRunner(model, vocab_size, input_ids, attention_mask)
+    else:
+        runner = CausalRunner(model, vocab_size)
+    if runner.compact_head is not None:
+        # Translations and summaries copy names and numbers from their input, so its tokens are draftable.
+        runner.compact_head.set_prompt_tokens(input_ids.reshape(-1).tolist())
+    return runner
 
 
 def output_vocab_size(model: torch.nn.Module) -> int:

@@ -9,26 +9,47 @@ vocabulary, such as Gemma 3 270M, is quantised too.
 Dynamic int8 kernels exist for the CPU only (fbgemm on x86, qnnpack on ARM). So with device "auto",
 load_pair puts a pair with a self-int8 draft on the CPU, and an explicit CUDA or MPS device is rejected
 with a message to pass a smaller model of the same family as the draft instead.
+
+`self-int8-top<N>k` (for example `self-int8-top16k`) is the same draft with an LM head over only the
+N x 1024 most frequent tokens of the target's vocabulary plus the tokens of the current prompt
+(see FrequentTokenHead). With Gemma 3's 262,144-token vocabulary the full int8 head is most of a
+draft step, so the smaller head makes drafting much cheaper. It only changes which tokens the draft
+can propose: the target still verifies every token and supplies the ones the draft cannot, so the
+output of a lossless verification rule is unchanged. The frequency rankings ship with cmsd
+(`cmsd_cli/models/data/`, built by `scripts/build_token_ranks.py`); a target whose vocabulary has
+no ranking gets the full head, with a warning.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import re
+import sys
 import warnings
+from importlib import resources
 
 import torch
 from torch import nn
 
 from cmsd_cli.models.errors import ModelLoadError
+from cmsd_cli.models.lean_draft import LeanGemma3Draft, supports_lean_draft
 
 logger = logging.getLogger(__name__)
 
-SELF_DRAFTS = ("self-int8",)
+SELF_DRAFTS = ("self-int8", "self-int8-top<N>k")
+_TOP_PATTERN = re.compile(r"self-int8-top(\d+)k")
+
+# Token-frequency rankings per vocabulary: (model_type prefix, vocabulary rows) -> data file.
+# All Gemma 3 models share one 262,144-token tokenizer.
+_TOKEN_RANKS = {("gemma3", 262144): "gemma3_token_ranks.bin"}
 
 
 def is_self_draft(spec: str | None) -> bool:
-    return spec is not None and spec.strip().lower() in SELF_DRAFTS
+    if spec is None:
+        return False
+    kind = spec.strip().lower()
+    return kind == "self-int8" or _TOP_PATTERN.fullmatch(kind) is not None
 
 
 def make_self_draft(spec: str, target: nn.Module, device: torch.device) -> nn.Module:
@@ -36,14 +57,24 @@ def make_self_draft(spec: str, target: nn.Module, device: torch.device) -> nn.Mo
     kind = spec.strip().lower()
     if kind == "self-int8":
         return int8_self_draft(target, device)
-    raise ModelLoadError(f"Unknown self-draft {spec!r}; the known ones are {', '.join(SELF_DRAFTS)}.")
+    match = _TOP_PATTERN.fullmatch(kind)
+    if match is not None and int(match.group(1)) > 0:
+        head_tokens = int(match.group(1)) * 1024
+        if device.type == "cpu" and supports_lean_draft(target) and token_ranking(target) is not None:
+            return lean_self_draft(target, device, head_tokens)
+        return int8_self_draft(target, device, head_tokens=head_tokens)
+    raise ModelLoadError(
+        f"Unknown self-draft {spec!r}; use self-int8 or self-int8-top<N>k with N at least 1 (for example self-int8-top16k)."
+    )
 
 
-def int8_self_draft(target: nn.Module, device: torch.device) -> nn.Module:
+def int8_self_draft(target: nn.Module, device: torch.device, head_tokens: int | None = None) -> nn.Module:
     """Return a copy of `target` with all Linear layers, the untied LM head included, dynamically quantised to int8.
 
-    The target is left unchanged. For a float32 target the draft shares every tensor it does not
-    quantise (embedding, norms) with the target, so the extra memory is the int8 weights alone.
+    With `head_tokens`, the LM head covers only that many of the most frequent tokens (and each
+    prompt's own tokens), see FrequentTokenHead. The target is left unchanged. For a float32 target
+    the draft shares every tensor it does not quantise (embedding, norms) with the target, so the
+    extra memory is the int8 weights alone.
     """
     if device.type != "cpu":
         raise ModelLoadError(
@@ -52,7 +83,15 @@ def int8_self_draft(target: nn.Module, device: torch.device) -> nn.Module:
         )
 
     draft = _copy_sharing_tensors(target)
-    _untie_lm_head(draft)
+    ranked = token_ranking(target) if head_tokens is not None else None
+    if head_tokens is not None and ranked is None:
+        logger.warning(
+            "cmsd has no token-frequency ranking for this target's vocabulary, so the draft keeps its full LM head."
+        )
+    if ranked is not None:
+        _use_frequent_token_head(draft, ranked[:head_tokens])
+    else:
+        _untie_lm_head(draft)
 
     with warnings.catch_warnings():
         # torch 2.10+ warns that torch.ao.quantization moves to torchao, but still ships and runs it.
@@ -62,9 +101,24 @@ def int8_self_draft(target: nn.Module, device: torch.device) -> nn.Module:
         # Int8DynamicActivationInt8WeightConfig with quantize_() is the replacement once this stops importing.
         from torch.ao.quantization import quantize_dynamic
 
-        draft = quantize_dynamic(draft, {nn.Linear}, dtype=torch.qint8, inplace=True)
+        from torch.ao.quantization import per_channel_dynamic_qconfig
+
+        draft = quantize_dynamic(draft, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
 
     # Parameters left float are the target's own, so their requires_grad flags are left alone too.
+    return draft.eval()
+
+
+def lean_self_draft(target: nn.Module, device: torch.device, head_tokens: int) -> nn.Module:
+    """Return a LeanGemma3Draft with int8 layers and an int8 head over the `head_tokens` most frequent tokens."""
+    head = FrequentTokenHead(target.get_output_embeddings().weight, token_ranking(target)[:head_tokens])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        head = quantize_dynamic(head, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+        draft = LeanGemma3Draft(target, head, lambda: int8_self_draft(target, device, head_tokens=head_tokens))
     return draft.eval()
 
 
@@ -95,3 +149,75 @@ def _untie_lm_head(draft: nn.Module) -> None:
     # The config keeps tie_word_embeddings as it was: T5 reads that flag at run time to scale its
     # decoder output, and nothing re-ties weights after loading.
     draft.set_output_embeddings(untied)
+
+
+def token_ranking(model: nn.Module) -> torch.Tensor | None:
+    """Return the shipped frequency ranking of `model`'s vocabulary (token ids, most frequent first), or None."""
+    head = model.get_output_embeddings()
+    if head is None or getattr(model.config, "final_logit_softcapping", None) is not None:
+        # Softcapping after the head would turn the -inf of tokens outside the head into finite logits.
+        return None
+    model_type = str(getattr(model.config, "model_type", ""))
+    rows = head.weight.shape[0]
+    for (prefix, vocab_rows), file_name in _TOKEN_RANKS.items():
+        if model_type.startswith(prefix) and rows == vocab_rows:
+            data = resources.files("cmsd_cli.models").joinpath("data", file_name).read_bytes()
+            ids = torch.frombuffer(bytearray(data), dtype=torch.int32)  # stored little-endian
+            if sys.byteorder != "little":
+                ids = ids.view(torch.uint8).view(-1, 4).flip(1).reshape(-1).view(torch.int32)
+            return ids.long()
+    return None
+
+
+class FrequentTokenHead(nn.Module):
+    """An LM head over a fixed set of frequent tokens plus the tokens of the current prompt.
+
+    The frequent rows are an nn.Linear, which quantize_dynamic turns into int8. The prompt's rows
+    (names, numbers and other rare tokens a translation or summary copies) are float rows taken
+    from the full weight matrix whenever `set_prompt_tokens` is called. Called by transformers, the
+    head returns logits over the whole vocabulary with -inf outside its tokens. A runner that knows
+    the head sets `compact` and gets only the head's own logits, ordered as `token_ids`, which saves
+    the work of filling and scanning the whole vocabulary on every draft step.
+    """
+
+    def __init__(self, weight: torch.Tensor, frequent: torch.Tensor) -> None:
+        super().__init__()
+        self.vocab_rows, hidden = weight.shape
+        frequent = frequent[frequent < self.vocab_rows]
+        self.frequent = nn.Linear(hidden, len(frequent), bias=False, device="meta")
+        self.frequent.weight = nn.Parameter(weight.detach()[frequent].clone(), requires_grad=False)
+        self.full_weight = weight.detach()  # shared with the target; only rows are read from it
+        self.frequent_ids = frequent
+        self.is_frequent = torch.zeros(self.vocab_rows, dtype=torch.bool)
+        self.is_frequent[frequent] = True
+        self.extra_ids = frequent.new_empty(0)
+        self.extra_weight = weight.new_empty(0, hidden)
+        self.token_ids = frequent
+        self.compact = False
+
+    @property
+    def out_features(self) -> int:
+        return self.vocab_rows
+
+    def set_prompt_tokens(self, tokens: list[int]) -> None:
+        """Add the rows of the prompt's tokens that the frequent set lacks, replacing the previous prompt's."""
+        ids = torch.tensor(sorted(set(tokens)), dtype=torch.long)
+        ids = ids[(ids >= 0) & (ids < self.vocab_rows)]
+        self.extra_ids = ids[~self.is_frequent[ids]]
+        self.extra_weight = self.full_weight[self.extra_ids].float()
+        self.token_ids = torch.cat([self.frequent_ids, self.extra_ids])
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self.frequent(hidden)
+        if self.extra_ids.numel():
+            logits = torch.cat([logits, hidden.float() @ self.extra_weight.t()], dim=-1)
+        if self.compact:
+            return logits
+        full = logits.new_full((*logits.shape[:-1], self.vocab_rows), float("-inf"))
+        full[..., self.token_ids] = logits
+        return full
+
+
+def _use_frequent_token_head(draft: nn.Module, frequent: torch.Tensor) -> None:
+    head = draft.get_output_embeddings()
+    draft.set_output_embeddings(FrequentTokenHead(head.weight, frequent))
