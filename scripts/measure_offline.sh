@@ -14,6 +14,10 @@ DE=$DATA/wmt14-en-de/newstest2014.1000.de
   --methods ar,hf-static,hf-heuristic,hf-confidence,static,cmsd,cmsd-relaxed \
   --json "$OUT/bench50.json" --csv "$OUT/bench50.csv" --plot "$OUT/bench50.png" > "$OUT/bench50.txt" 2> "$OUT/bench50.err"
 
+# The default method list on the first 30 lines, as a user runs it.
+cmsd bench --task translate --src en --tgt de --source "$EN" --reference "$DE" --limit 30 \
+  --json "$OUT/bench30.json" > "$OUT/bench30.txt" 2> "$OUT/bench30.err"
+
 # Peak memory of a target-only run, to compare with the maximum resident set size of the run above.
 /usr/bin/time -v cmsd bench --task translate --src en --tgt de --source "$EN" --limit 50 --methods ar \
   --draft none > "$OUT/bench50_ar_only.txt" 2> "$OUT/bench50_ar_only.err"
@@ -33,3 +37,14 @@ head -20 "$EN" > "$OUT/first20.en"
 cmsd translate --src en --tgt de --jsonl "$OUT/first20.en" > "$OUT/translate20.jsonl" 2> "$OUT/translate20.err"
 head -3 "$DATA/cnn-dm/test.100.source" > "$OUT/three_articles.txt"
 cmsd summarize --jsonl "$OUT/three_articles.txt" > "$OUT/summarize3.jsonl" 2> "$OUT/summarize3.err"
+
+# The live view, captured from a terminal every 3 seconds (needs tmux).
+sed -n 2,5p "$EN" > "$OUT/four.en"
+if command -v tmux > /dev/null; then
+  tmux new-session -d -s cmsd-live -x 150 -y 45 "cmsd translate --src en --tgt de '$OUT/four.en' > '$OUT/four.de'; sleep 4"
+  : > "$OUT/live_view.txt"
+  while tmux has-session -t cmsd-live 2> /dev/null; do
+    { echo "----- $(date +%T)"; tmux capture-pane -p -t cmsd-live; } >> "$OUT/live_view.txt" 2> /dev/null || true
+    sleep 3
+  done
+fi
