@@ -117,13 +117,13 @@ def check_profile(profile: Any, name: str) -> None:
             raise InvalidProfileError(f"Profile '{name}' has invalid {key} ({error}), so run 'cmsd calibrate' again.") from error
 
 
-def load_profile(path: str | os.PathLike, pair) -> dict[str, dict[str, Any]]:
+def load_profile(path: str | os.PathLike, pair, *, warn_on_other_machine: bool = True) -> dict[str, dict[str, Any]]:
     """Read a profile for `pair` (a ModelPair) and return its {"policy_params", "verify_params"}.
 
     Raises InvalidProfileError for a file that is not a valid profile and ProfileMismatchError for
     a profile made for another target or draft model. A profile measured on another device or
-    dtype is still returned, with a warning, because its parameters may still be near the best.
-    The policy parameters are those of the "cmsd" policy.
+    dtype is still returned, with a warning unless `warn_on_other_machine` is false, because its
+    parameters may still be near the best. The policy parameters are those of the "cmsd" policy.
     """
     name = str(path)
     profile = read_profile(path)
@@ -135,7 +135,8 @@ def load_profile(path: str | os.PathLike, pair) -> dict[str, dict[str, Any]]:
             f"not for {pair.target_name} with draft {pair.draft_name}, so run 'cmsd calibrate' for this pair."
         )
 
-    _warn_on_other_machine(profile, pair, name)
+    if warn_on_other_machine:
+        _warn_on_other_machine(profile, pair, name)
     return {"policy_params": dict(profile["policy_params"]), "verify_params": dict(profile["verify_params"])}
 
 

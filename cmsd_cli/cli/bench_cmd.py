@@ -315,13 +315,14 @@ def run_and_report(
             raise UserInputError(str(error)) from error
 
     print_report(result)
+    profile_path = decoding.profile_in_effect(pair)
     if request.json_path is not None:
         extra = {
             "src": inputs.src,
             "tgt": inputs.tgt,
             "source": inputs.origin,
             "limit": request.limit,
-            "profile": str(decoding.profile) if decoding.profile is not None else None,
+            "profile": str(profile_path) if profile_path is not None else None,
         }
         write_json(build_report(result, pair, extra), request.json_path)
     if request.csv_path is not None:

@@ -35,6 +35,7 @@ POLICIES = ("static", "heuristic", "threshold", "entropy-bound", "cmsd")
 VERIFY_MODES = ("greedy", "sample", "tolerant", "cmsd")
 DEFAULT_POLICY = "cmsd"
 DEFAULT_VERIFY = "greedy"
+NO_PROFILE = "none"  # --profile none: neither a profile file nor the preset's own profile
 
 MODEL_PANEL = "Model"
 DECODING_PANEL = "Decoding"
@@ -93,8 +94,15 @@ class DecodingOptions:
     seed: Optional[int] = None
     profile: Optional[Path] = None
 
+    @property
+    def profile_disabled(self) -> bool:
+        """Whether `--profile none` asked for the built-in defaults instead of any profile."""
+        return self.profile is not None and str(self.profile).lower() == NO_PROFILE
+
     def check(self) -> None:
         """Reject a profile path that is a folder or does not exist before any model is loaded."""
+        if self.profile_disabled:
+            return
         if self.profile is not None and self.profile.is_dir():
             raise UserInputError(
                 f"Profile '{self.profile}' is a folder, but a profile JSON file written by "
@@ -122,14 +130,15 @@ class DecodingOptions:
         """
         policy_params: dict[str, Any] = {}
         verify_params: dict[str, Any] = {}
-        if self.profile is not None:
-            profile = self._load_profile(pair)
-            policy_params.update(self._profile_params(profile, "policy", self.policy))
-            verify_params.update(self._profile_params(profile, "verify", self.verify))
+        profile_path = self.profile_in_effect(pair)
+        if profile_path is not None:
+            profile = self._load_profile(pair, profile_path)
+            policy_params.update(self._profile_params(profile, profile_path, "policy", self.policy))
+            verify_params.update(self._profile_params(profile, profile_path, "verify", self.verify))
         policy_params.update(self.policy_params())
         verify_params.update(self.verify_params())
-        if self.profile is not None:
-            self._check_merged(policy_params, verify_params)
+        if profile_path is not None:
+            self._check_merged(profile_path, policy_params, verify_params)
 
         kwargs: dict[str, Any] = {
             "policy": self.policy,
@@ -144,21 +153,39 @@ class DecodingOptions:
         }
         return kwargs
 
-    def _load_profile(self, pair) -> dict[str, Any]:
+    def profile_in_effect(self, pair) -> Optional[Path]:
+        """Return the profile whose values apply: --profile, else the one shipped with the pair's preset.
+
+        None with `--profile none`, and when neither exists.
+        """
+        if self.profile_disabled:
+            return None
+        if self.profile is not None:
+            return self.profile
+        if pair is None:
+            return None
+        from cmsd_cli.models.presets import shipped_profile
+
+        return shipped_profile(pair)
+
+    def _load_profile(self, pair, path: Path) -> dict[str, Any]:
         if pair is None:
             raise ValueError("engine_kwargs() needs the loaded model pair when a profile is set")
         from cmsd_cli.calibrate import ProfileError, load_profile
 
+        if path != self.profile:
+            # A preset's own profile was measured on another machine by design, so skip that warning.
+            return load_profile(path, pair, warn_on_other_machine=False)
         self.check()
         try:
-            return load_profile(self.profile, pair)
+            return load_profile(path, pair)
         except ProfileError as error:
             # These messages already name the file and the fix.
             raise UserInputError(str(error)) from error
         except (OSError, ValueError) as error:
-            raise UserInputError(f"Profile file '{self.profile}' could not be used: {error}") from error
+            raise UserInputError(f"Profile file '{path}' could not be used: {error}") from error
 
-    def _check_merged(self, policy_params: dict[str, Any], verify_params: dict[str, Any]) -> None:
+    def _check_merged(self, path: Path, policy_params: dict[str, Any], verify_params: dict[str, Any]) -> None:
         """Reject profile values that clash with command-line ones, such as a profile k_min above --k-max."""
         from cmsd_cli.policies import make_policy, make_verifier
 
@@ -167,11 +194,11 @@ class DecodingOptions:
             make_verifier(self.verify, verify_params)
         except ValueError as error:
             raise UserInputError(
-                f"Profile '{self.profile}' combined with the command-line options gives invalid decoding "
+                f"Profile '{path}' combined with the command-line options gives invalid decoding "
                 f"parameters ({error}), so change the options."
             ) from error
 
-    def _profile_params(self, profile: dict[str, Any], kind: str, name: str) -> dict[str, Any]:
+    def _profile_params(self, profile: dict[str, Any], path: Path, kind: str, name: str) -> dict[str, Any]:
         """Return the profile's parameters that the chosen policy or verification rule takes.
 
         A profile contains parameters for the cmsd policy, so with another --policy only the ones
@@ -182,11 +209,11 @@ class DecodingOptions:
         params = dict(profile.get(f"{kind}_params") or {})
         accepted = parameter_names(kind, name)
         dropped = sorted(set(params) - accepted)
-        if dropped:
+        if dropped and path == self.profile:
             flag = "--policy" if kind == "policy" else "--verify"
             logger.warning(
                 "Profile '%s' sets %s, which %s %s does not take, so they are not used.",
-                self.profile, ", ".join(dropped), flag, name,
+                path, ", ".join(dropped), flag, name,
             )
         return {key: value for key, value in params.items() if key in accepted}
 
@@ -433,7 +460,8 @@ def _decoding_parameters(max_new_tokens: int) -> list[inspect.Parameter]:
                 decoding(
                     "--profile",
                     help="Calibration profile written by 'cmsd calibrate'; options given on the command line "
-                    "override its values.",
+                    "override its values. Without it the preset's own profile applies, if it has one "
+                    "(the offline preset does); 'none' uses the built-in defaults.",
                 ),
             ],
             None,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 
 from cmsd_cli.models import packaged
 from cmsd_cli.models.errors import ModelLoadError
@@ -20,6 +22,8 @@ class Preset:
     tasks: tuple[str, ...]
     family: str  # "t5" | "bart" | "chat" | "base": decides how prompts are built
     description: str
+    # A calibration profile shipped in cmsd_cli/models/data/, used when no --profile is given.
+    profile: str | None = None
 
 
 PRESETS: dict[str, Preset] = {
@@ -31,7 +35,8 @@ PRESETS: dict[str, Preset] = {
             draft="self-int8-top32k",
             tasks=(TRANSLATE, SUMMARIZE),
             family="base",
-            description="Gemma 3 270M base from a PyPI package; draft: its own int8 copy with a frequent-token head (CPU only)",
+            description="Gemma 3 270M base from a PyPI package; draft: its own int8 copy (CPU only)",
+            profile="offline-cpu-profile.json",
         ),
         Preset(
             name="t5",
@@ -85,6 +90,26 @@ def get_preset(name: str) -> Preset:
     if key not in PRESETS:
         raise ModelLoadError(f"Unknown preset {name!r}; use one of {', '.join(PRESETS)} (see `cmsd models`).")
     return PRESETS[key]
+
+
+def shipped_profile(pair) -> Path | None:
+    """Return the profile file shipped with the pair's preset, or None when there is none for this pair.
+
+    The profile applies only while the pair is the preset's own: a --target or --draft that replaces
+    one of its models needs its own calibration.
+    """
+    if getattr(pair, "preset", None) is None:
+        return None
+    preset = get_preset(pair.preset)
+    if preset.profile is None or pair.draft_name != preset.draft:
+        return None
+    path = shipped_data_folder() / preset.profile
+    return path if path.is_file() else None
+
+
+def shipped_data_folder() -> Path:
+    """Return the folder of data files installed with cmsd (token rankings, preset profiles)."""
+    return Path(str(resources.files("cmsd_cli.models").joinpath("data")))
 
 
 def spec_availability(spec: str | None) -> tuple[bool, str]:
