@@ -68,13 +68,16 @@ def make_self_draft(spec: str, target: nn.Module, device: torch.device) -> nn.Mo
     )
 
 
-def int8_self_draft(target: nn.Module, device: torch.device, head_tokens: int | None = None) -> nn.Module:
+def int8_self_draft(
+    target: nn.Module, device: torch.device, head_tokens: int | None = None, head: nn.Module | None = None
+) -> nn.Module:
     """Return a copy of `target` with all Linear layers, the untied LM head included, dynamically quantised to int8.
 
     With `head_tokens`, the LM head covers only that many of the most frequent tokens (and each
-    prompt's own tokens), see FrequentTokenHead. The target is left unchanged. For a float32 target
-    the draft shares every tensor it does not quantise (embedding, norms) with the target, so the
-    extra memory is the int8 weights alone.
+    prompt's own tokens), see FrequentTokenHead. `head` gives an already built head to use instead,
+    which then is shared, not copied. The target is left unchanged. For a float32 target the draft
+    shares every tensor it does not quantise (embedding, norms) with the target, so the extra memory
+    is the int8 weights alone.
     """
     if device.type != "cpu":
         raise ModelLoadError(
@@ -83,12 +86,15 @@ def int8_self_draft(target: nn.Module, device: torch.device, head_tokens: int | 
         )
 
     draft = _copy_sharing_tensors(target)
-    ranked = token_ranking(target) if head_tokens is not None else None
-    if head_tokens is not None and ranked is None:
+    ranked = token_ranking(target) if head_tokens is not None and head is None else None
+    if head_tokens is not None and head is None and ranked is None:
         logger.warning(
             "cmsd has no token-frequency ranking for this target's vocabulary, so the draft keeps its full LM head."
         )
-    if ranked is not None:
+    if head is not None:
+        # The given head is already quantised, and quantize_dynamic below leaves quantised layers alone.
+        draft.set_output_embeddings(head)
+    elif ranked is not None:
         _use_frequent_token_head(draft, ranked[:head_tokens])
     else:
         _untie_lm_head(draft)
@@ -99,9 +105,7 @@ def int8_self_draft(target: nn.Module, device: torch.device, head_tokens: int | 
         warnings.simplefilter("ignore", UserWarning)
         # NOTE: torch.ao.quantization is deprecated and announced for removal; torchao's
         # Int8DynamicActivationInt8WeightConfig with quantize_() is the replacement once this stops importing.
-        from torch.ao.quantization import quantize_dynamic
-
-        from torch.ao.quantization import per_channel_dynamic_qconfig
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
         draft = quantize_dynamic(draft, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
 
@@ -118,7 +122,8 @@ def lean_self_draft(target: nn.Module, device: torch.device, head_tokens: int) -
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
         head = quantize_dynamic(head, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
-        draft = LeanGemma3Draft(target, head, lambda: int8_self_draft(target, device, head_tokens=head_tokens))
+        # Transformers' modules for assisted generation share this head, so its int8 rows exist once.
+        draft = LeanGemma3Draft(target, head, lambda: int8_self_draft(target, device, head=head))
     return draft.eval()
 
 
@@ -185,7 +190,7 @@ class FrequentTokenHead(nn.Module):
         self.vocab_rows, hidden = weight.shape
         frequent = frequent[frequent < self.vocab_rows]
         self.frequent = nn.Linear(hidden, len(frequent), bias=False, device="meta")
-        self.frequent.weight = nn.Parameter(weight.detach()[frequent].clone(), requires_grad=False)
+        self.frequent.weight = nn.Parameter(weight.detach()[frequent], requires_grad=False)
         self.full_weight = weight.detach()  # shared with the target; only rows are read from it
         self.frequent_ids = frequent
         self.is_frequent = torch.zeros(self.vocab_rows, dtype=torch.bool)
