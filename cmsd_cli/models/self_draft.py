@@ -180,7 +180,7 @@ class FrequentTokenHead(nn.Module):
     The frequent rows are an nn.Linear, which quantize_dynamic turns into int8. The prompt's rows
     (names, numbers and other rare tokens a translation or summary copies) are float rows taken
     from the full weight matrix whenever `set_prompt_tokens` is called. Called by transformers, the
-    head returns logits over the whole vocabulary with -inf outside its tokens. A runner that knows
+    head returns logits over the whole vocabulary with -inf outside its tokens. A runner that supports
     the head sets `compact` and gets only the head's own logits, ordered as `token_ids`, which saves
     the work of filling and scanning the whole vocabulary on every draft step.
     """
