@@ -102,7 +102,7 @@ def test_invalid_utf8_names_line(tmp_path: Path) -> None:
     path = tmp_path / "latin1.txt"
     path.write_bytes(b"ok\nGr\xfc\xdfe\n")
 
-    with pytest.raises(UserInputError, match="line 2 is not valid UTF-8 \\(byte 3\\)"):
+    with pytest.raises(UserInputError, match="Line 2 of .*latin1.txt is not valid UTF-8 \\(byte 3\\)"):
         open_inputs([str(path)])
 
 

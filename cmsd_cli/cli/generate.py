@@ -116,10 +116,10 @@ def generate_line(
     prompt = build_line_prompt(pair, line.text, spec, max_new_tokens)
     if prompt.truncated:
         logger.warning(
-            "%s line %d does not fit in the context of %s (%d tokens, with room for %d new tokens), "
+            "Line %d of %s does not fit in the context of %s (%d tokens, with room for %d new tokens), "
             "so only its beginning was used.",
-            line.source.capitalize(),
             line.source_line,
+            line.source,
             pair.target_name,
             pair.context_length,
             max_new_tokens,

@@ -50,8 +50,9 @@ JsonlOption = Annotated[
     bool,
     typer.Option(
         "--jsonl",
-        help="Write one JSON object per line: index, input, output, finish_reason, new_tokens, target_calls, "
-        "drafted, accepted, acceptance_rate, mean_accepted, seconds, tokens_per_second. A rate is null "
+        help="Write one JSON object per line: index, source, line, input, output, finish_reason, new_tokens, "
+        "target_calls, drafted, accepted, acceptance_rate, mean_accepted, seconds, tokens_per_second, "
+        "truncated. A rate is null "
         "where it is undefined, such as acceptance_rate when nothing was drafted.",
     ),
 ]

@@ -63,7 +63,7 @@ def _decode(name: str, line_number: int, raw: bytes) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise UserInputError(
-            f"Input {name} line {line_number} is not valid UTF-8 (byte {error.start + 1}), so convert it to UTF-8."
+            f"Line {line_number} of {name} is not valid UTF-8 (byte {error.start + 1}), so convert it to UTF-8."
         ) from error
     if line_number == 1:
         text = text.removeprefix("\ufeff")

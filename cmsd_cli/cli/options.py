@@ -264,7 +264,8 @@ def _model_parameters() -> list[inspect.Parameter]:
                 typer.Option(
                     "--draft",
                     help="Draft model with the target's tokenizer: a hub id, local folder, .gguf file or package, "
-                    "'self-int8' (an int8 copy of the target) or 'none' (target only). Default: the preset's draft.",
+                    "'self-int8' (an int8 copy of the target), 'self-int8-top<N>k' (the same with an LM head over the N x 1024 "
+                    "most frequent tokens) or 'none' (target only). Default: the preset's draft.",
                     rich_help_panel=MODEL_PANEL,
                 ),
             ],
@@ -347,7 +348,7 @@ def _decoding_parameters(max_new_tokens: int) -> list[inspect.Parameter]:
             Annotated[
                 Optional[int], decoding(
                     "--k-min",
-                    help=f"Smallest draft budget of the 'cmsd' policy, in tokens. Default: {_default('cmsd', 'k_min')}.",
+                    help=f"Smallest draft budget of the 'cmsd' policy, in tokens. Default: {_default('cmsd', 'k_min')}, or the value in the preset's profile (see --profile).",
                     min=1,
                 )
             ],
@@ -358,7 +359,7 @@ def _decoding_parameters(max_new_tokens: int) -> list[inspect.Parameter]:
             Annotated[
                 Optional[int], decoding(
                     "--k-max",
-                    help=f"Largest draft budget of the 'cmsd' policy, in tokens. Default: {_default('cmsd', 'k_max')}.",
+                    help=f"Largest draft budget of the 'cmsd' policy, in tokens. Default: {_default('cmsd', 'k_max')}, or the value in the preset's profile (see --profile).",
                     min=1,
                 )
             ],
@@ -371,7 +372,7 @@ def _decoding_parameters(max_new_tokens: int) -> list[inspect.Parameter]:
                 decoding(
                     "--theta-draft",
                     help="Stop drafting after a token whose confidence is below this value (0 to 1). "
-                    f"Default: {_default('cmsd', 'theta_draft')}.",
+                    f"Default: {_default('cmsd', 'theta_draft')}, or the value in the preset's profile (see --profile).",
                     min=0.0,
                     max=1.0,
                 ),
@@ -385,7 +386,7 @@ def _decoding_parameters(max_new_tokens: int) -> list[inspect.Parameter]:
                 decoding(
                     "--confidence-weight",
                     help="Weight w of (1 - normalised entropy) against the top-1/top-2 margin in the "
-                    f"confidence, 0 to 1. Default: {_default('cmsd', 'confidence_weight')}.",
+                    f"confidence, 0 to 1. Default: {_default('cmsd', 'confidence_weight')}, or the value in the preset's profile (see --profile).",
                     min=0.0,
                     max=1.0,
                 ),
