@@ -100,6 +100,28 @@ def test_line_stats_follow_iterations() -> None:
     assert "Output: t5 t6 t9 t10 t11 t12" in shown
 
 
+def test_rates_before_any_draft_show_dash() -> None:
+    console = captured_console()
+    view = make_view(console)
+
+    view.start_line(1, "first line")
+    shown = plain_text(console, view._render())
+
+    assert "This line: acceptance - · mean accepted - per iteration" in shown
+    assert "All lines: 0 tokens · acceptance - · mean accepted - · - tokens/s" in shown
+
+
+def test_summary_table_without_drafts_shows_dash() -> None:
+    totals = RunTotals(lines=1, empty_lines=1)
+
+    shown = plain_text(captured_console(), summary_table(totals, title="Run"))
+
+    assert "0 / 0" in shown
+    assert re.search(r"acceptance rate\s+-\n", shown)
+    assert re.search(r"mean accepted per iteration\s+-\n", shown)
+    assert re.search(r"tokens per second\s+-\n", shown)
+
+
 def test_draft_tokens_coloured_by_outcome() -> None:
     console = captured_console()
     view = make_view(console)

@@ -56,6 +56,13 @@ class RunTotals:
         return self.new_tokens / self.target_calls if self.target_calls else 0.0
 
 
+def format_ratio(numerator: float, denominator: float, spec: str) -> str:
+    """Format numerator / denominator with `spec`, or "-" when the denominator is zero and the ratio is undefined."""
+    if not denominator:
+        return "-"
+    return format(numerator / denominator, spec)
+
+
 def summary_table(totals: RunTotals, *, title: str = "Summary") -> Table:
     """Build a two-column table of the run's counts, rates and speed."""
     table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2, 0, 0))
@@ -72,11 +79,11 @@ def summary_table(totals: RunTotals, *, title: str = "Summary") -> Table:
     table.add_row("lines", lines)
     table.add_row("new tokens", f"{totals.new_tokens}")
     table.add_row("target calls", f"{totals.target_calls}")
-    table.add_row("tokens per target call", f"{totals.tokens_per_target_call:.2f}")
+    table.add_row("tokens per target call", format_ratio(totals.new_tokens, totals.target_calls, ".2f"))
     table.add_row("drafted / accepted", f"{totals.drafted} / {totals.accepted}")
-    table.add_row("acceptance rate", f"{totals.acceptance_rate:.1%}")
-    table.add_row("mean accepted per iteration", f"{totals.mean_accepted:.2f}")
-    table.add_row("rollback rate", f"{totals.rollback_rate:.1%}")
+    table.add_row("acceptance rate", format_ratio(totals.accepted, totals.drafted, ".1%"))
+    table.add_row("mean accepted per iteration", format_ratio(totals.accepted, totals.iterations, ".2f"))
+    table.add_row("rollback rate", format_ratio(totals.rollbacks, totals.iterations, ".1%"))
     table.add_row("generation time", f"{totals.seconds:.1f} s")
-    table.add_row("tokens per second", f"{totals.tokens_per_second:.1f}")
+    table.add_row("tokens per second", format_ratio(totals.new_tokens, totals.seconds, ".1f"))
     return table
