@@ -1,8 +1,8 @@
 """Write the token-frequency ranking that the self-int8-top drafts use for the Gemma 3 tokenizer.
 
-Counts the Gemma 3 tokens of held-out text (the parts of the project's test sets that no reported
+Counts the Gemma 3 tokens of held-out text, the parts of the project's test sets that no reported
 measurement uses: newstest2014 lines 1001-3003 in English and German, newstest2016 English and
-Romanian, and the CNN/DailyMail stories and highlights outside the first 100), then stores the ids
+Romanian, and the CNN/DailyMail stories and highlights outside the first 100. Then stores the ids
 of the most frequent tokens, most frequent first, as little-endian int32. Tokens never seen are not
 stored. Special and byte-fallback tokens come first, so control tokens and any byte stay draftable.
 

@@ -52,15 +52,20 @@ def test_shipped_gemma3_ranking_loads():
             return nn.Linear(640, 262144, bias=False, device="meta")
 
     ranking = token_ranking(_Gemma3Shape())
-    assert ranking is not None and ranking.dtype == torch.long
-    assert len(ranking) > 16384 and len(set(ranking.tolist())) == len(ranking)
-    assert 0 <= int(ranking.min()) and int(ranking.max()) < 262144
+    assert ranking is not None
+    assert ranking.dtype == torch.long
+    assert len(ranking) > 16384
+    assert len(set(ranking.tolist())) == len(ranking)
+    assert int(ranking.min()) >= 0
+    assert int(ranking.max()) < 262144
     assert {0, 1, 2} <= set(ranking[:300].tolist())  # pad, eos and bos come first
 
 
 def test_draft_names_are_parsed():
-    assert is_self_draft("self-int8") and is_self_draft("Self-Int8-Top16k")
-    assert not is_self_draft("self-int8-top") and not is_self_draft("self-fp16")
+    assert is_self_draft("self-int8")
+    assert is_self_draft("Self-Int8-Top16k")
+    assert not is_self_draft("self-int8-top")
+    assert not is_self_draft("self-fp16")
     assert parse_spec("self-int8-top32k", role="draft").kind == "self"
     with pytest.raises(ModelLoadError, match="self-int8-top<N>k"):
         make_self_draft("self-int8-top0k", tm.gemma3(), CPU)
@@ -77,16 +82,15 @@ def test_unranked_vocabulary_keeps_full_head(caplog):
 def _run_lean_against_target(lean: LeanGemma3Draft, target: nn.Module, prompt: list[int]) -> None:
     """Feed a prompt, single tokens past the sliding window, a block of three and a rollback; compare every logit."""
     cache = lean.new_cache()
-    sequence = list(prompt)
+    sequence: list[int] = []
     feeds = [prompt] + [[5 + step] for step in range(12)] + [[30, 31, 32]]
     with torch.inference_mode():
         for tokens in feeds:
-            sequence_before = len(sequence) if tokens is not prompt else 0
-            if tokens is not prompt:
-                sequence.extend(tokens)
+            start = len(sequence)
+            sequence.extend(tokens)
             logits = lean(input_ids=torch.tensor([tokens]), cache=cache, logits_to_keep=len(tokens)).logits[0]
-            expected = _full_logits(target, sequence)[sequence_before:] if tokens is not prompt else _full_logits(target, sequence)
-            torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(logits, _full_logits(target, sequence)[start:], rtol=1e-4, atol=1e-4)
+
         cache.truncate(len(sequence) - 5)
         del sequence[-5:]
         sequence.extend([40, 41])
@@ -132,22 +136,21 @@ def test_lean_int8_draft_greedy_exact(ranked_tiny_vocabulary):
 
 
 def test_small_head_drafts_only_its_tokens(ranked_tiny_vocabulary, monkeypatch):
+    # A ranking of 16 tokens gives a head over those 16; the prompt's own tokens are added per call.
+    frequent = ranked_tiny_vocabulary[:16]
+    monkeypatch.setattr(self_draft, "token_ranking", lambda model: frequent)
     target = tm.gemma3(sliding_window=8)
     draft = make_self_draft("self-int8-top1k", target, CPU)
-    # Keep 16 frequent tokens only; the prompt's own tokens are added per call.
-    even = ranked_tiny_vocabulary[:16]
-    draft.head.frequent_ids = even
-    draft.head.is_frequent = torch.zeros(tm.VOCAB_SIZE, dtype=torch.bool)
-    draft.head.is_frequent[even] = True
-    draft.head.frequent = nn.Linear(target.config.hidden_size, 16, bias=False)
-    draft.head.frequent.weight = nn.Parameter(target.get_output_embeddings().weight.detach()[even].clone())
     prompt = tm.random_prompt(9, seed=3)
-    allowed = set(even.tolist()) | set(prompt[0].tolist())
+    allowed = set(frequent.tolist()) | set(prompt[0].tolist())
     drafted: list[int] = []
+
     expected = speculative_generate(target, None, prompt, max_new_tokens=30, eos_token_id=[]).tokens
     result = speculative_generate(
         target, draft, prompt, max_new_tokens=30, eos_token_id=[],
         on_iteration=lambda record: drafted.extend(record.draft_tokens),
     )
+
     assert result.tokens == expected
-    assert drafted and set(drafted) <= allowed
+    assert drafted
+    assert set(drafted) <= allowed

@@ -45,8 +45,8 @@ def tiny_preset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _pair(draft: str | None = "tiny-draft", preset: str | None = "tiny") -> SimpleNamespace:
-    return SimpleNamespace(target_name="tiny-target", draft_name=draft, preset=preset,
+def _pair(target: str = "tiny-target", draft: str | None = "tiny-draft", preset: str | None = "tiny") -> SimpleNamespace:
+    return SimpleNamespace(target_name=target, draft_name=draft, preset=preset,
                            device=torch.device("cpu"), dtype=torch.float32)
 
 
@@ -86,6 +86,7 @@ def test_profile_none_uses_builtin_defaults(tiny_preset: Path) -> None:
 
 def test_shipped_profile_needs_preset_pair(tiny_preset: Path) -> None:
     assert DecodingOptions().profile_in_effect(_pair(draft="other-draft")) is None
+    assert DecodingOptions().profile_in_effect(_pair(target="other-target")) is None  # --preset with --target
     assert DecodingOptions().profile_in_effect(_pair(preset=None)) is None
     assert DecodingOptions().profile_in_effect(None) is None
 

@@ -118,8 +118,8 @@ def _draft_tokens(
     confidence: list[float] = []
     stop = DRAFT_STOP_BUDGET if limit == budget else DRAFT_STOP_TOKEN_BUDGET
 
-    # A draft head over part of the vocabulary can skip filling in the rest (-inf) when only the
-    # argmax and the confidence are needed; the entropy and margin come out the same either way.
+    # A draft head over part of the vocabulary can skip filling in the rest with -inf when only the
+    # argmax and the confidence are needed. The entropy and margin come out the same either way.
     compact_ids = runner.compact_ids if not sampling and not processors else None
     compact = compact_ids is not None
 

@@ -2,10 +2,10 @@
 
 A decoding step feeds one row (one token) through every Linear layer, and verifying k draft tokens
 feeds k + 1 rows. On the CPU, `torch.nn.functional.linear` handles such skinny inputs poorly with
-the MKL build of PyTorch on AMD CPUs: for Gemma 3's 262,144 x 640 LM head (the largest matrix of a
+the MKL build of PyTorch on AMD CPUs. For Gemma 3's 262,144 x 640 LM head (the largest matrix of a
 small model with a big vocabulary) it takes about 57 ms for one row, 124 ms for two and 100 ms for
-four, while the same product written as W @ x^T, which streams the weight matrix once, takes 20,
-22 and 26 ms (torch 2.13, 2-core AMD EPYC, medians of 15, idle machine). For one row that product
+four. The same product written as W @ x^T, which streams the weight matrix once, takes 20, 22 and
+26 ms (torch 2.13, 2-core AMD EPYC, medians of 15, idle machine). For one row that product
 goes to a slow matrix-vector kernel too, so the row is doubled to keep the fast kernel. The
 transformer layers gain as well: 54 matrices of 2048 x 640 (about Gemma 3 270M's share of weights
 outside the head) take 23.9 ms with `linear` and 8.7 ms this way for one row. Together, one

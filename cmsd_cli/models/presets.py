@@ -101,7 +101,7 @@ def shipped_profile(pair) -> Path | None:
     if getattr(pair, "preset", None) is None:
         return None
     preset = get_preset(pair.preset)
-    if preset.profile is None or pair.draft_name != preset.draft:
+    if preset.profile is None or pair.target_name != preset.target or pair.draft_name != preset.draft:
         return None
     path = shipped_data_folder() / preset.profile
     return path if path.is_file() else None

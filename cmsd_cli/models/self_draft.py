@@ -60,8 +60,9 @@ def make_self_draft(spec: str, target: nn.Module, device: torch.device) -> nn.Mo
     match = _TOP_PATTERN.fullmatch(kind)
     if match is not None and int(match.group(1)) > 0:
         head_tokens = int(match.group(1)) * 1024
-        if device.type == "cpu" and supports_lean_draft(target) and token_ranking(target) is not None:
-            return lean_self_draft(target, device, head_tokens)
+        ranked = token_ranking(target)
+        if device.type == "cpu" and supports_lean_draft(target) and ranked is not None:
+            return lean_self_draft(target, device, ranked[:head_tokens])
         return int8_self_draft(target, device, head_tokens=head_tokens)
     raise ModelLoadError(
         f"Unknown self-draft {spec!r}; use self-int8 or self-int8-top<N>k with N at least 1 (for example self-int8-top16k)."
@@ -113,9 +114,9 @@ def int8_self_draft(
     return draft.eval()
 
 
-def lean_self_draft(target: nn.Module, device: torch.device, head_tokens: int) -> nn.Module:
-    """Return a LeanGemma3Draft with int8 layers and an int8 head over the `head_tokens` most frequent tokens."""
-    head = FrequentTokenHead(target.get_output_embeddings().weight, token_ranking(target)[:head_tokens])
+def lean_self_draft(target: nn.Module, device: torch.device, frequent: torch.Tensor) -> nn.Module:
+    """Return a LeanGemma3Draft with int8 layers and an int8 head over the token ids in `frequent`."""
+    head = FrequentTokenHead(target.get_output_embeddings().weight, frequent)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
@@ -169,6 +170,7 @@ def token_ranking(model: nn.Module) -> torch.Tensor | None:
             data = resources.files("cmsd_cli.models").joinpath("data", file_name).read_bytes()
             ids = torch.frombuffer(bytearray(data), dtype=torch.int32)  # stored little-endian
             if sys.byteorder != "little":
+                # NOTE: not run on a big-endian machine yet; the tests cover the little-endian read.
                 ids = ids.view(torch.uint8).view(-1, 4).flip(1).reshape(-1).view(torch.int32)
             return ids.long()
     return None

@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cmsd_cli.ui.progress import make_progress
-from cmsd_cli.ui.summary import RunTotals, format_ratio
+from cmsd_cli.ui.summary import RunTotals, format_rate
 
 ACCEPTED_STYLE = "bold green"
 RELAXED_STYLE = "bold yellow"
@@ -231,19 +231,23 @@ class LiveView:
 
     def _stats_line(self) -> Text:
         elapsed = time.perf_counter() - self._line_started if self._line_started else 0.0
-        # A rate with nothing counted yet shows "-" rather than a misleading 0.
-        acceptance = format_ratio(self._line_accepted, self._line_drafted, ".0%")
-        mean_accepted = format_ratio(self._line_accepted, self._line_iterations, ".2f")
-        speed = format_ratio(len(self._line_tokens), elapsed if elapsed > 0 else 0, ".1f")
+        this_line = RunTotals(
+            new_tokens=len(self._line_tokens),
+            drafted=self._line_drafted,
+            accepted=self._line_accepted,
+            iterations=self._line_iterations,
+            seconds=elapsed,
+        )
         totals = self.totals
         return Text.assemble(
             ("This line: ", "bold"),
-            f"acceptance {acceptance} · mean accepted {mean_accepted} per iteration · "
-            f"{speed} tokens/s · {self._line_iterations} target calls\n",
+            f"acceptance {format_rate(this_line.acceptance_rate, '.0%')} · "
+            f"mean accepted {format_rate(this_line.mean_accepted, '.2f')} per iteration · "
+            f"{format_rate(this_line.tokens_per_second, '.1f')} tokens/s · {self._line_iterations} target calls\n",
             ("All lines: ", "bold"),
-            f"{totals.new_tokens} tokens · acceptance {format_ratio(totals.accepted, totals.drafted, '.0%')} · "
-            f"mean accepted {format_ratio(totals.accepted, totals.iterations, '.2f')} · "
-            f"{format_ratio(totals.new_tokens, totals.seconds, '.1f')} tokens/s",
+            f"{totals.new_tokens} tokens · acceptance {format_rate(totals.acceptance_rate, '.0%')} · "
+            f"mean accepted {format_rate(totals.mean_accepted, '.2f')} · "
+            f"{format_rate(totals.tokens_per_second, '.1f')} tokens/s",
         )
 
     @staticmethod

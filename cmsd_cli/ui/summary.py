@@ -34,33 +34,36 @@ class RunTotals:
         self.rollbacks += int(stats.get("rollbacks", 0))
         self.seconds += float(stats.get("seconds", 0.0))
 
+    # Each rate is None while its denominator is zero, because it is undefined then (as null in JSONL).
     @property
-    def acceptance_rate(self) -> float:
-        return self.accepted / self.drafted if self.drafted else 0.0
+    def acceptance_rate(self) -> float | None:
+        return _ratio(self.accepted, self.drafted)
 
     @property
-    def mean_accepted(self) -> float:
+    def mean_accepted(self) -> float | None:
         """Accepted draft tokens per iteration."""
-        return self.accepted / self.iterations if self.iterations else 0.0
+        return _ratio(self.accepted, self.iterations)
 
     @property
-    def rollback_rate(self) -> float:
-        return self.rollbacks / self.iterations if self.iterations else 0.0
+    def rollback_rate(self) -> float | None:
+        return _ratio(self.rollbacks, self.iterations)
 
     @property
-    def tokens_per_second(self) -> float:
-        return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
+    def tokens_per_second(self) -> float | None:
+        return _ratio(self.new_tokens, self.seconds)
 
     @property
-    def tokens_per_target_call(self) -> float:
-        return self.new_tokens / self.target_calls if self.target_calls else 0.0
+    def tokens_per_target_call(self) -> float | None:
+        return _ratio(self.new_tokens, self.target_calls)
 
 
-def format_ratio(numerator: float, denominator: float, spec: str) -> str:
-    """Format numerator / denominator with `spec`, or "-" when the denominator is zero and the ratio is undefined."""
-    if not denominator:
-        return "-"
-    return format(numerator / denominator, spec)
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator > 0 else None
+
+
+def format_rate(value: float | None, spec: str) -> str:
+    """Format a rate with `spec`, or as "-" when it is undefined (None)."""
+    return "-" if value is None else format(value, spec)
 
 
 def summary_table(totals: RunTotals, *, title: str = "Summary") -> Table:
@@ -79,11 +82,11 @@ def summary_table(totals: RunTotals, *, title: str = "Summary") -> Table:
     table.add_row("lines", lines)
     table.add_row("new tokens", f"{totals.new_tokens}")
     table.add_row("target calls", f"{totals.target_calls}")
-    table.add_row("tokens per target call", format_ratio(totals.new_tokens, totals.target_calls, ".2f"))
+    table.add_row("tokens per target call", format_rate(totals.tokens_per_target_call, ".2f"))
     table.add_row("drafted / accepted", f"{totals.drafted} / {totals.accepted}")
-    table.add_row("acceptance rate", format_ratio(totals.accepted, totals.drafted, ".1%"))
-    table.add_row("mean accepted per iteration", format_ratio(totals.accepted, totals.iterations, ".2f"))
-    table.add_row("rollback rate", format_ratio(totals.rollbacks, totals.iterations, ".1%"))
+    table.add_row("acceptance rate", format_rate(totals.acceptance_rate, ".1%"))
+    table.add_row("mean accepted per iteration", format_rate(totals.mean_accepted, ".2f"))
+    table.add_row("rollback rate", format_rate(totals.rollback_rate, ".1%"))
     table.add_row("generation time", f"{totals.seconds:.1f} s")
-    table.add_row("tokens per second", format_ratio(totals.new_tokens, totals.seconds, ".1f"))
+    table.add_row("tokens per second", format_rate(totals.tokens_per_second, ".1f"))
     return table
